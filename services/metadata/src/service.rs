@@ -1,0 +1,379 @@
+//! The gRPC face of the metadata service.
+//!
+//! Translates `strata.metadata.v1` requests into [`MetadataStore`] calls and publishes every
+//! high-watermark change to the `WatchHighWatermarks` subscribers after the commit that made
+//! it is durable.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use strata_clock::Clock;
+use strata_proto::metadata::v1 as pb;
+use strata_proto::metadata::v1::metadata_service_server::MetadataService;
+use tokio::sync::broadcast;
+use tonic::{Request, Response, Status};
+
+use crate::store::{
+    ChunkOutcome, ChunkRow, ChunkToCommit, MetadataStore, PartitionId, PartitionOffsets,
+    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
+};
+use crate::topic_rules;
+
+/// Most index rows one LookupBatches partition returns.
+const MAX_LOOKUP_ROWS: u32 = 64;
+
+/// The metadata gRPC service over a store.
+pub struct MetadataServiceImpl {
+    store: Arc<dyn MetadataStore>,
+    clock: Arc<dyn Clock>,
+    watermarks: broadcast::Sender<Arc<Vec<pb::PartitionOffsets>>>,
+}
+
+impl std::fmt::Debug for MetadataServiceImpl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataServiceImpl").finish_non_exhaustive()
+    }
+}
+
+impl MetadataServiceImpl {
+    /// A service over `store`.
+    pub fn new(store: Arc<dyn MetadataStore>, clock: Arc<dyn Clock>) -> Self {
+        let (watermarks, _) = broadcast::channel(1024);
+        Self {
+            store,
+            clock,
+            watermarks,
+        }
+    }
+}
+
+/// Maps a store error to the gRPC status callers see; exhaustive on purpose.
+pub fn status_of(err: StoreError) -> Status {
+    let message = err.to_string();
+    match err {
+        StoreError::TopicExists(_) => Status::already_exists(message),
+        StoreError::TopicNotFound(_) => Status::not_found(message),
+        StoreError::InvalidTopic(_)
+        | StoreError::InvalidPartitions(_)
+        | StoreError::InvalidConfig(_)
+        | StoreError::InvalidRequest(_) => Status::invalid_argument(message),
+        StoreError::Database(_) => Status::unavailable(message),
+    }
+}
+
+fn topic_id(bytes: &[u8]) -> Result<TopicId, Status> {
+    TopicId::try_from(bytes)
+        .map_err(|_| Status::invalid_argument(format!("topic id must be 16 bytes, got {}", bytes.len())))
+}
+
+fn partition_id(topic: &[u8], partition: i32) -> Result<PartitionId, Status> {
+    Ok(PartitionId {
+        topic_id: topic_id(topic)?,
+        partition,
+    })
+}
+
+fn topic_to_pb(topic: TopicRecord) -> pb::Topic {
+    pb::Topic {
+        topic_id: topic.topic_id.to_vec(),
+        name: topic.name,
+        partition_count: topic.partition_count,
+        configs: topic_rules::effective_configs(&topic.configs)
+            .into_iter()
+            .map(|(name, value, is_default)| pb::ConfigEntry {
+                name,
+                value,
+                is_default,
+            })
+            .collect(),
+        created_at_ms: topic.created_at_ms,
+    }
+}
+
+fn chunk_to_pb(row: ChunkRow) -> pb::IndexedChunk {
+    pb::IndexedChunk {
+        object_key: row.object_key,
+        byte_offset: row.byte_offset,
+        byte_length: row.byte_length,
+        raw_length: row.raw_length,
+        base_offset: row.base_offset,
+        end_offset: row.end_offset,
+        max_timestamp: row.max_timestamp,
+    }
+}
+
+fn offsets_to_pb(p: PartitionId, offsets: Option<PartitionOffsets>) -> pb::PartitionOffsets {
+    let (error, offsets) = match offsets {
+        Some(o) => (pb::PartitionError::None, o),
+        None => (
+            pb::PartitionError::UnknownTopicOrPartition,
+            PartitionOffsets {
+                log_start_offset: -1,
+                high_watermark: -1,
+            },
+        ),
+    };
+    pb::PartitionOffsets {
+        topic_id: p.topic_id.to_vec(),
+        partition: p.partition,
+        error: error as i32,
+        log_start_offset: offsets.log_start_offset,
+        high_watermark: offsets.high_watermark,
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::HighWatermarkUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl MetadataService for MetadataServiceImpl {
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let req = request.into_inner();
+        let configs: BTreeMap<String, String> = req.configs.into_iter().collect();
+        topic_rules::validate_name(&req.name).map_err(status_of)?;
+        topic_rules::validate_partition_count(req.partition_count).map_err(status_of)?;
+        topic_rules::validate_configs(&configs).map_err(status_of)?;
+        let record = TopicRecord {
+            topic_id: *uuid::Uuid::new_v4().as_bytes(),
+            name: req.name,
+            partition_count: req.partition_count,
+            configs,
+            created_at_ms: self.clock.now_millis(),
+        };
+        if req.validate_only {
+            if let Some(existing) = self.store.topic_by_name(&record.name).await.map_err(status_of)? {
+                return Err(status_of(StoreError::TopicExists(existing.name)));
+            }
+            return Ok(Response::new(pb::CreateTopicResponse { topic: Some(topic_to_pb(record)) }));
+        }
+        let created = self.store.create_topic(record).await.map_err(status_of)?;
+        tracing::info!(topic = %created.name, partitions = created.partition_count, "topic created");
+        let snapshot = (0..created.partition_count)
+            .map(|partition| {
+                let p = PartitionId { topic_id: created.topic_id, partition };
+                offsets_to_pb(p, Some(PartitionOffsets { log_start_offset: 0, high_watermark: 0 }))
+            })
+            .collect();
+        let _ = self.watermarks.send(Arc::new(snapshot));
+        Ok(Response::new(pb::CreateTopicResponse { topic: Some(topic_to_pb(created)) }))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        let name = request.into_inner().name;
+        topic_rules::validate_name(&name).map_err(status_of)?;
+        let id = self.store.delete_topic(&name).await.map_err(status_of)?;
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(Response::new(pb::DeleteTopicResponse { topic_id: id.to_vec() }))
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let topics = self.store.list_topics().await.map_err(status_of)?;
+        Ok(Response::new(pb::ListTopicsResponse {
+            topics: topics.into_iter().map(topic_to_pb).collect(),
+        }))
+    }
+
+    async fn get_topic(
+        &self,
+        request: Request<pb::GetTopicRequest>,
+    ) -> Result<Response<pb::GetTopicResponse>, Status> {
+        let found = match request.into_inner().key {
+            Some(pb::get_topic_request::Key::Name(name)) => {
+                topic_rules::validate_name(&name).map_err(status_of)?;
+                self.store.topic_by_name(&name).await.map_err(status_of)?
+            }
+            Some(pb::get_topic_request::Key::TopicId(id)) => {
+                self.store.topic_by_id(topic_id(&id)?).await.map_err(status_of)?
+            }
+            None => return Err(Status::invalid_argument("a topic name or id is required")),
+        };
+        let topic = found.ok_or_else(|| Status::not_found("topic does not exist"))?;
+        Ok(Response::new(pb::GetTopicResponse { topic: Some(topic_to_pb(topic)) }))
+    }
+
+    async fn commit_segment(
+        &self,
+        request: Request<pb::CommitSegmentRequest>,
+    ) -> Result<Response<pb::CommitSegmentResponse>, Status> {
+        let req = request.into_inner();
+        if req.object_key.is_empty() {
+            return Err(Status::invalid_argument("object_key is required"));
+        }
+        let chunks = req
+            .chunks
+            .iter()
+            .map(|c| {
+                Ok(ChunkToCommit {
+                    partition: partition_id(&c.topic_id, c.partition)?,
+                    byte_offset: c.byte_offset,
+                    byte_length: c.byte_length,
+                    raw_length: c.raw_length,
+                    batch_count: c.batch_count,
+                    record_count: c.record_count,
+                    offset_count: c.offset_count,
+                    max_timestamp: c.max_timestamp,
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let commit = SegmentCommit {
+            object_key: req.object_key,
+            object_size: req.object_size,
+            chunks,
+            committed_at_ms: self.clock.now_millis(),
+        };
+        let outcome = self.store.commit_segment(commit.clone()).await.map_err(status_of)?;
+        let mut results = Vec::with_capacity(outcome.chunks.len());
+        let mut changed = Vec::new();
+        for (chunk, result) in commit.chunks.iter().zip(&outcome.chunks) {
+            let p = chunk.partition;
+            let (error, base_offset, offsets) = match *result {
+                ChunkOutcome::Committed { base_offset, offsets } => (pb::PartitionError::None, base_offset, Some(offsets)),
+                ChunkOutcome::UnknownPartition => (pb::PartitionError::UnknownTopicOrPartition, -1, None),
+            };
+            if let Some(o) = offsets {
+                changed.push(offsets_to_pb(p, Some(o)));
+            }
+            results.push(pb::ChunkResult {
+                topic_id: p.topic_id.to_vec(),
+                partition: p.partition,
+                error: error as i32,
+                base_offset,
+                log_start_offset: offsets.map_or(-1, |o| o.log_start_offset),
+            });
+        }
+        if !changed.is_empty() && !outcome.already_committed {
+            let _ = self.watermarks.send(Arc::new(changed));
+        }
+        Ok(Response::new(pb::CommitSegmentResponse {
+            chunks: results,
+            already_committed: outcome.already_committed,
+        }))
+    }
+
+    async fn lookup_batches(
+        &self,
+        request: Request<pb::LookupBatchesRequest>,
+    ) -> Result<Response<pb::LookupBatchesResponse>, Status> {
+        let mut partitions = Vec::new();
+        for fetch in request.into_inner().partitions {
+            let p = partition_id(&fetch.topic_id, fetch.partition)?;
+            let found = self
+                .store
+                .lookup_chunks(p, fetch.offset, fetch.max_bytes, MAX_LOOKUP_ROWS)
+                .await
+                .map_err(status_of)?;
+            let (offsets, rows) = match found {
+                Some((offsets, rows)) => (Some(offsets), rows),
+                None => (None, Vec::new()),
+            };
+            let head = offsets_to_pb(p, offsets);
+            partitions.push(pb::PartitionChunks {
+                topic_id: head.topic_id,
+                partition: head.partition,
+                error: head.error,
+                log_start_offset: head.log_start_offset,
+                high_watermark: head.high_watermark,
+                chunks: rows.into_iter().map(chunk_to_pb).collect(),
+            });
+        }
+        Ok(Response::new(pb::LookupBatchesResponse { partitions }))
+    }
+
+    async fn lookup_by_timestamp(
+        &self,
+        request: Request<pb::LookupByTimestampRequest>,
+    ) -> Result<Response<pb::LookupByTimestampResponse>, Status> {
+        let req = request.into_inner();
+        let part = req.partition.ok_or_else(|| Status::invalid_argument("partition is required"))?;
+        let p = partition_id(&part.topic_id, part.partition)?;
+        let query = if req.max_timestamp {
+            TimestampQuery::Max
+        } else {
+            TimestampQuery::AtOrAfter(req.timestamp)
+        };
+        let found = self.store.chunk_by_timestamp(p, query).await.map_err(status_of)?;
+        let (offsets, chunk) = match found {
+            Some((offsets, chunk)) => (Some(offsets), chunk),
+            None => (None, None),
+        };
+        let head = offsets_to_pb(p, offsets);
+        Ok(Response::new(pb::LookupByTimestampResponse {
+            error: head.error,
+            chunk: chunk.map(chunk_to_pb),
+            log_start_offset: head.log_start_offset,
+            high_watermark: head.high_watermark,
+        }))
+    }
+
+    async fn get_partition_offsets(
+        &self,
+        request: Request<pb::GetPartitionOffsetsRequest>,
+    ) -> Result<Response<pb::GetPartitionOffsetsResponse>, Status> {
+        let ids = request
+            .into_inner()
+            .partitions
+            .iter()
+            .map(|p| partition_id(&p.topic_id, p.partition))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let offsets = self.store.partition_offsets(&ids).await.map_err(status_of)?;
+        Ok(Response::new(pb::GetPartitionOffsetsResponse {
+            partitions: ids.into_iter().zip(offsets).map(|(p, o)| offsets_to_pb(p, o)).collect(),
+        }))
+    }
+
+    type WatchHighWatermarksStream = WatchStream;
+
+    async fn watch_high_watermarks(
+        &self,
+        _request: Request<pb::WatchHighWatermarksRequest>,
+    ) -> Result<Response<Self::WatchHighWatermarksStream>, Status> {
+        // subscribe before the snapshot so no change between the two is missed
+        let mut updates = self.watermarks.subscribe();
+        let store = Arc::clone(&self.store);
+        let first = snapshot(store.as_ref()).await?;
+        let stream = async_stream_of(move |tx| async move {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                let next = match updates.recv().await {
+                    Ok(changed) => Ok(pb::HighWatermarkUpdate { partitions: changed.as_ref().clone() }),
+                    Err(broadcast::error::RecvError::Lagged(_)) => snapshot(store.as_ref()).await,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(next).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+async fn snapshot(store: &dyn MetadataStore) -> Result<pb::HighWatermarkUpdate, Status> {
+    let all = store.all_partition_offsets().await.map_err(status_of)?;
+    Ok(pb::HighWatermarkUpdate {
+        partitions: all.into_iter().map(|(p, o)| offsets_to_pb(p, Some(o))).collect(),
+    })
+}
+
+/// Runs `producer` in a task feeding a bounded channel, exposed as a stream.
+fn async_stream_of<F, Fut>(producer: F) -> WatchStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::HighWatermarkUpdate, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

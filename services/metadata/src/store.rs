@@ -1,0 +1,208 @@
+//! The metadata store boundary: one trait, implemented by SQLite today and PostgreSQL later,
+//! with one conformance suite ([`crate::conformance`]) that every implementation runs.
+//!
+//! Invariants every implementation keeps:
+//! - Offsets are dense per partition: a committed chunk's base offset is exactly the
+//!   partition's previous high watermark, and the high watermark moves by the chunk's
+//!   offset count, in the same transaction that records the index row.
+//! - [`MetadataStore::commit_segment`] is idempotent by object key: once a key is committed,
+//!   later calls return the stored offsets and change nothing.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+/// A topic's stable 16-byte id (a UUID).
+pub type TopicId = [u8; 16];
+
+/// Errors of a metadata store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A topic with that name exists already.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// No such topic.
+    #[error("topic {0} does not exist")]
+    TopicNotFound(String),
+    /// The topic name breaks Kafka's naming rules.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// The partition count is out of range.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// A config name or value is not acceptable.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A request was malformed (e.g. a topic id of the wrong length).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The database failed; the operation may or may not have been applied.
+    #[error("metadata database error: {0}")]
+    Database(String),
+}
+
+impl StoreError {
+    /// True when the caller cannot know whether a mutation took effect.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::Database(_))
+    }
+}
+
+/// A topic as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRecord {
+    /// Stable id.
+    pub topic_id: TopicId,
+    /// Unique name.
+    pub name: String,
+    /// Number of partitions, numbered from 0.
+    pub partition_count: i32,
+    /// Configs set explicitly for this topic.
+    pub configs: BTreeMap<String, String>,
+    /// Creation time.
+    pub created_at_ms: i64,
+}
+
+/// One partition of one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionId {
+    /// The topic.
+    pub topic_id: TopicId,
+    /// The partition number.
+    pub partition: i32,
+}
+
+/// Log bounds of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// First offset still readable.
+    pub log_start_offset: i64,
+    /// One past the last committed offset.
+    pub high_watermark: i64,
+}
+
+/// A chunk to commit: where it lies in the object and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkToCommit {
+    /// Partition the chunk belongs to.
+    pub partition: PartitionId,
+    /// Byte offset in the object.
+    pub byte_offset: u64,
+    /// Stored length in bytes.
+    pub byte_length: u32,
+    /// Decompressed length in bytes.
+    pub raw_length: u32,
+    /// Number of batches.
+    pub batch_count: u32,
+    /// Number of records.
+    pub record_count: u32,
+    /// Offsets the chunk occupies.
+    pub offset_count: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+}
+
+/// A segment object to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCommit {
+    /// Object key, never reused.
+    pub object_key: String,
+    /// Object size in bytes.
+    pub object_size: u64,
+    /// Its chunks; at most one per partition.
+    pub chunks: Vec<ChunkToCommit>,
+    /// Commit time.
+    pub committed_at_ms: i64,
+}
+
+/// What a commit did for one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// The chunk holds offsets from `base_offset` on.
+    Committed {
+        /// First assigned offset.
+        base_offset: i64,
+        /// The partition's offsets after the commit.
+        offsets: PartitionOffsets,
+    },
+    /// The partition does not exist (e.g. the topic was deleted meanwhile).
+    UnknownPartition,
+}
+
+/// Result of [`MetadataStore::commit_segment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// One outcome per chunk, in request order.
+    pub chunks: Vec<ChunkOutcome>,
+    /// True when the object key had been committed before.
+    pub already_committed: bool,
+}
+
+/// An index row: where a range of a partition's offsets lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRow {
+    /// Object key.
+    pub object_key: String,
+    /// Byte offset in the object.
+    pub byte_offset: u64,
+    /// Stored length in bytes.
+    pub byte_length: u32,
+    /// Decompressed length in bytes.
+    pub raw_length: u32,
+    /// First offset in the chunk.
+    pub base_offset: i64,
+    /// One past the last offset in the chunk.
+    pub end_offset: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+}
+
+/// Which chunk a timestamp query wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampQuery {
+    /// The first chunk whose max timestamp is >= this.
+    AtOrAfter(i64),
+    /// The chunk holding the largest timestamp (the earliest such chunk).
+    Max,
+}
+
+/// The durable home of topics, offsets and the segment index.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Creates a topic with all partitions empty; fails if the name is taken.
+    async fn create_topic(&self, topic: TopicRecord) -> Result<TopicRecord, StoreError>;
+    /// Deletes a topic by name with its partitions and index rows; returns its id.
+    async fn delete_topic(&self, name: &str) -> Result<TopicId, StoreError>;
+    /// All topics, ordered by name.
+    async fn list_topics(&self) -> Result<Vec<TopicRecord>, StoreError>;
+    /// One topic by name.
+    async fn topic_by_name(&self, name: &str) -> Result<Option<TopicRecord>, StoreError>;
+    /// One topic by id.
+    async fn topic_by_id(&self, id: TopicId) -> Result<Option<TopicRecord>, StoreError>;
+    /// Assigns offsets to a segment's chunks atomically; idempotent by object key.
+    async fn commit_segment(&self, commit: SegmentCommit) -> Result<CommitOutcome, StoreError>;
+    /// Offsets of each partition, `None` where it does not exist.
+    async fn partition_offsets(
+        &self,
+        partitions: &[PartitionId],
+    ) -> Result<Vec<Option<PartitionOffsets>>, StoreError>;
+    /// Offsets of every partition.
+    async fn all_partition_offsets(&self)
+        -> Result<Vec<(PartitionId, PartitionOffsets)>, StoreError>;
+    /// Index rows from the one holding `offset` on, at most `max_rows`, stopping once their
+    /// raw sizes reach `max_bytes` (always at least one row when any exists).
+    async fn lookup_chunks(
+        &self,
+        partition: PartitionId,
+        offset: i64,
+        max_bytes: u64,
+        max_rows: u32,
+    ) -> Result<Option<(PartitionOffsets, Vec<ChunkRow>)>, StoreError>;
+    /// The chunk a timestamp query selects, among chunks at or above the log start.
+    async fn chunk_by_timestamp(
+        &self,
+        partition: PartitionId,
+        query: TimestampQuery,
+    ) -> Result<Option<(PartitionOffsets, Option<ChunkRow>)>, StoreError>;
+}
