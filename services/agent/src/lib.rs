@@ -1,1 +1,22 @@
-//! placeholder
+//! The Strata agent: a stateless Kafka broker in front of the bucket.
+//!
+//! It speaks the Kafka wire protocol ([`server`]), gathers produced batches of all partitions
+//! into one segment object per flush ([`ingest`]), and serves fetches from the bucket through
+//! a small cache ([`read`]). Offsets come from the metadata service, never from the agent.
+//!
+//! The write-path invariant this crate keeps: a producer is answered with success only after
+//! its batches are in an object written with a create-only PUT *and* the metadata service has
+//! committed that object's offsets.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod read;
+pub mod server;
+pub mod topics;
+pub mod watermarks;
+
+mod context;
+
+pub use config::AgentConfig;
+pub use context::Agent;

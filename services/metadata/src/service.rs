@@ -50,18 +50,28 @@ impl MetadataServiceImpl {
 }
 
 /// Maps a store error to the gRPC status callers see; exhaustive on purpose.
+///
+/// Invalid-argument errors also name their kind under [`ERROR_KIND_HEADER`] so the Kafka
+/// boundary can pick the exact Kafka error code.
 pub fn status_of(err: StoreError) -> Status {
     let message = err.to_string();
-    match err {
-        StoreError::TopicExists(_) => Status::already_exists(message),
-        StoreError::TopicNotFound(_) => Status::not_found(message),
-        StoreError::InvalidTopic(_)
-        | StoreError::InvalidPartitions(_)
-        | StoreError::InvalidConfig(_)
-        | StoreError::InvalidRequest(_) => Status::invalid_argument(message),
-        StoreError::Database(_) => Status::unavailable(message),
-    }
+    let (mut status, kind) = match err {
+        StoreError::TopicExists(_) => (Status::already_exists(message), "topic-exists"),
+        StoreError::TopicNotFound(_) => (Status::not_found(message), "topic-not-found"),
+        StoreError::InvalidTopic(_) => (Status::invalid_argument(message), "invalid-topic"),
+        StoreError::InvalidPartitions(_) => (Status::invalid_argument(message), "invalid-partitions"),
+        StoreError::InvalidConfig(_) => (Status::invalid_argument(message), "invalid-config"),
+        StoreError::InvalidRequest(_) => (Status::invalid_argument(message), "invalid-request"),
+        StoreError::Database(_) => (Status::unavailable(message), "database"),
+    };
+    status
+        .metadata_mut()
+        .insert(ERROR_KIND_HEADER, tonic::metadata::MetadataValue::from_static(kind));
+    status
 }
+
+/// gRPC metadata key naming the kind of a failed call's error.
+pub const ERROR_KIND_HEADER: &str = "x-strata-error";
 
 fn topic_id(bytes: &[u8]) -> Result<TopicId, Status> {
     TopicId::try_from(bytes)

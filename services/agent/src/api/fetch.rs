@@ -1,0 +1,181 @@
+//! Fetch: serve whole batches from the bucket, with assigned offsets, long-polling at the end
+//! of the log.
+//!
+//! Every attempt asks the metadata service for the partitions' exact log bounds and index
+//! rows, so the high watermark in a response is never stale. When less than `min_bytes` is
+//! available the request waits for a high-watermark change or `max_wait_ms`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use strata_proto::metadata::v1 as pb;
+use tokio::time::Instant;
+
+use crate::context::Agent;
+use crate::read::serve_batches;
+use crate::topics::Topic;
+
+/// Longest wait a client may ask for.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// The first Fetch version that names topics by id.
+const TOPIC_ID_VERSION: i16 = 13;
+
+struct Wanted {
+    request: FetchTopic,
+    topic: Result<Arc<Topic>, ResponseError>,
+}
+
+/// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
+pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> FetchResponse {
+    let mut wanted = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let resolved = if version >= TOPIC_ID_VERSION {
+            agent.topics.by_id(topic.topic_id).await
+        } else {
+            agent.topics.by_name(&topic.topic).await
+        };
+        wanted.push(Wanted { request: topic, topic: resolved });
+    }
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    let mut changes = agent.watermarks.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let (topics, bytes, failed) = fetch_once(agent, version, &wanted, max_bytes).await;
+        let now = Instant::now();
+        if bytes >= min_bytes.max(1) || failed || now >= deadline {
+            return FetchResponse::default().with_responses(topics);
+        }
+        if tokio::time::timeout(deadline - now, changes.changed()).await.is_err() {
+            // timed out: answer with what there is now (nothing new was committed)
+            return FetchResponse::default().with_responses(topics);
+        }
+    }
+}
+
+/// One pass over all partitions; returns the topics, the record bytes served and whether
+/// any partition failed with an error.
+async fn fetch_once(agent: &Agent, version: i16, wanted: &[Wanted], max_bytes: usize) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let lookups: Vec<pb::PartitionFetch> = wanted
+        .iter()
+        .filter_map(|w| w.topic.as_ref().ok().map(|t| (t, &w.request)))
+        .flat_map(|(topic, request)| {
+            request.partitions.iter().filter(|p| topic.has_partition(p.partition)).map(|p| pb::PartitionFetch {
+                topic_id: topic.id.as_bytes().to_vec(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(1) as u64,
+            })
+        })
+        .collect();
+    let plans = if lookups.is_empty() {
+        Ok(Vec::new())
+    } else {
+        agent
+            .metadata
+            .clone()
+            .lookup_batches(pb::LookupBatchesRequest { partitions: lookups })
+            .await
+            .map(|r| r.into_inner().partitions)
+    };
+    let mut plans = match plans {
+        Ok(plans) => plans.into_iter(),
+        Err(status) => {
+            tracing::warn!(%status, "index lookup failed");
+            Vec::new().into_iter()
+        }
+    };
+    let mut remaining = max_bytes;
+    let mut served = 0;
+    let mut failed = false;
+    let mut topics = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let mut partitions = Vec::with_capacity(w.request.partitions.len());
+        for p in &w.request.partitions {
+            let plan = match &w.topic {
+                Ok(topic) if topic.has_partition(p.partition) => plans.next().ok_or(ResponseError::KafkaStorageError),
+                Ok(_) => Err(ResponseError::UnknownTopicOrPartition),
+                Err(error) => Err(*error),
+            };
+            let data = match plan {
+                Ok(plan) => serve_partition(agent, p, plan, &mut remaining).await,
+                Err(error) => Err(error),
+            };
+            let data = data.unwrap_or_else(|error| {
+                failed = true;
+                empty(p.partition).with_error_code(error.code())
+            });
+            served += data.records.as_ref().map_or(0, |r| r.len());
+            partitions.push(data);
+        }
+        let response = FetchableTopicResponse::default().with_partitions(partitions);
+        topics.push(if version >= TOPIC_ID_VERSION {
+            response.with_topic_id(w.request.topic_id)
+        } else {
+            response.with_topic(w.request.topic.clone())
+        });
+    }
+    (topics, served, failed)
+}
+
+fn empty(partition: i32) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_records(Some(Default::default()))
+}
+
+async fn serve_partition(
+    agent: &Agent,
+    request: &FetchPartition,
+    plan: pb::PartitionChunks,
+    remaining: &mut usize,
+) -> Result<PartitionData, ResponseError> {
+    if plan.error != pb::PartitionError::None as i32 {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    let offset = request.fetch_offset;
+    if offset < plan.log_start_offset || offset > plan.high_watermark {
+        let out_of_range = empty(request.partition)
+            .with_high_watermark(plan.high_watermark)
+            .with_last_stable_offset(plan.high_watermark)
+            .with_log_start_offset(plan.log_start_offset)
+            .with_error_code(ResponseError::OffsetOutOfRange.code());
+        return Ok(out_of_range);
+    }
+    let budget = (request.partition_max_bytes.max(0) as usize).min(*remaining);
+    let mut records = BytesMut::new();
+    if budget > 0 || *remaining > 0 {
+        for chunk in &plan.chunks {
+            let data = agent.reader.read(chunk).await.map_err(|error| {
+                tracing::warn!(%error, key = %chunk.object_key, "chunk read failed");
+                ResponseError::KafkaStorageError
+            })?;
+            let before = records.len();
+            serve_batches(&data, chunk.base_offset, offset, budget.saturating_sub(records.len()), &mut records)
+                .map_err(|_| ResponseError::CorruptMessage)?;
+            if records.len() == before && !records.is_empty() {
+                break;
+            }
+            if records.len() >= budget {
+                break;
+            }
+        }
+    }
+    *remaining = remaining.saturating_sub(records.len());
+    Ok(empty(request.partition)
+        .with_high_watermark(plan.high_watermark)
+        .with_last_stable_offset(plan.high_watermark)
+        .with_log_start_offset(plan.log_start_offset)
+        .with_records(Some(records.freeze())))
+}

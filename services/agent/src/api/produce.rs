@@ -1,0 +1,131 @@
+//! Produce: validate batches, join the open segment in arrival order, answer after commit.
+//!
+//! Validation and the append happen before the connection reads its next request, so a
+//! producer's pipelined requests reach the segment in the order it sent them. The reply
+//! waits for the segment's commit; acks=0 requests are stored the same way but never
+//! answered, as the protocol requires.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use strata_batch::BatchIter;
+use strata_segment::PartitionKey;
+use tokio::sync::oneshot;
+
+use super::{encode_response, Call, Outcome};
+use crate::context::Agent;
+use crate::ingest::{Appended, BatchSummary, IngestError};
+use crate::topics::Topic;
+
+type Pending = Result<Option<oneshot::Receiver<Result<Appended, IngestError>>>, ResponseError>;
+
+/// Validates and appends every partition's batches, and returns the reply to send once
+/// they are committed.
+pub async fn handle(agent: &Arc<Agent>, call: Call, request: ProduceRequest) -> Outcome {
+    let want_reply = request.acks != 0;
+    let mut topics: Vec<(TopicName, Vec<(i32, Pending)>)> = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = agent.topics.by_name(&topic_data.name).await;
+        let partitions = topic_data
+            .partition_data
+            .into_iter()
+            .map(|p| {
+                let index = p.index;
+                let pending = match &topic {
+                    Ok(topic) => append(agent, topic, p, want_reply),
+                    Err(error) => Err(*error),
+                };
+                (index, pending)
+            })
+            .collect();
+        topics.push((topic_data.name, partitions));
+    }
+    if !want_reply {
+        return Outcome::Respond(Box::pin(async { Ok(None) }));
+    }
+    Outcome::Respond(Box::pin(async move {
+        let responses = join_all(topics.into_iter().map(answer_topic)).await;
+        encode_response(&call, &ProduceResponse::default().with_responses(responses)).map(Some)
+    }))
+}
+
+async fn answer_topic((name, partitions): (TopicName, Vec<(i32, Pending)>)) -> TopicProduceResponse {
+    let mut responses = Vec::with_capacity(partitions.len());
+    for (index, pending) in partitions {
+        let outcome = match pending {
+            Ok(Some(receiver)) => match receiver.await {
+                Ok(Ok(appended)) => Ok(appended),
+                Ok(Err(error)) => Err(error.kafka_error()),
+                Err(_) => Err(ResponseError::UnknownServerError),
+            },
+            Ok(None) => Err(ResponseError::UnknownServerError),
+            Err(error) => Err(error),
+        };
+        let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+        responses.push(match outcome {
+            Ok(appended) => response
+                .with_base_offset(appended.base_offset)
+                .with_log_start_offset(appended.log_start_offset),
+            Err(error) => response
+                .with_error_code(error.code())
+                .with_base_offset(-1)
+                .with_log_start_offset(-1),
+        });
+    }
+    TopicProduceResponse::default().with_name(name).with_partition_responses(responses)
+}
+
+fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: bool) -> Pending {
+    if !topic.has_partition(data.index) {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    let records = data.records.unwrap_or_default();
+    let max_batch = topic
+        .config("max.message.bytes")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    let summary = validate(&records, max_batch)?;
+    let key = PartitionKey {
+        topic_id: *topic.id.as_bytes(),
+        partition: data.index,
+    };
+    agent
+        .ingest
+        .append(key, &records, summary, want_reply)
+        .map_err(|e| e.kafka_error())
+}
+
+/// Checks every batch (magic v2, length, CRC-32C, size limit) and sums what the index needs.
+fn validate(records: &[u8], max_batch_bytes: usize) -> Result<BatchSummary, ResponseError> {
+    let mut summary = BatchSummary {
+        all_compressed: true,
+        max_timestamp: i64::MIN,
+        ..BatchSummary::default()
+    };
+    for item in BatchIter::new(records) {
+        let (_, bytes) = item.map_err(|_| ResponseError::CorruptMessage)?;
+        let header = strata_batch::validate(bytes).map_err(|e| {
+            tracing::debug!(error = %e, "rejecting record batch");
+            ResponseError::CorruptMessage
+        })?;
+        if bytes.len() > max_batch_bytes {
+            return Err(ResponseError::MessageTooLarge);
+        }
+        if header.is_control() || header.is_transactional() {
+            return Err(ResponseError::InvalidRecord);
+        }
+        summary.batch_count += 1;
+        summary.record_count += header.record_count as u32;
+        summary.offset_count += header.offset_count();
+        summary.max_timestamp = summary.max_timestamp.max(header.max_timestamp);
+        summary.all_compressed &= header.compression() != 0;
+    }
+    if summary.batch_count == 0 {
+        return Err(ResponseError::CorruptMessage);
+    }
+    Ok(summary)
+}

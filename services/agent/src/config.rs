@@ -1,0 +1,55 @@
+//! Settings of one agent.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything an agent needs to know at start.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Address the Kafka listener binds.
+    pub kafka_listen: SocketAddr,
+    /// Host clients are told to connect to (Metadata responses).
+    pub advertised_host: String,
+    /// Port clients are told to connect to.
+    pub advertised_port: u16,
+    /// Kafka node id of this agent.
+    pub node_id: i32,
+    /// Cluster id reported in Metadata responses.
+    pub cluster_id: String,
+    /// Longest time a produced batch waits for its segment to be flushed.
+    pub flush_interval: Duration,
+    /// A segment is flushed as soon as it holds this many bytes.
+    pub flush_bytes: usize,
+    /// Segment uploads in flight at once.
+    pub max_inflight_uploads: usize,
+    /// zstd level for segment chunks.
+    pub zstd_level: i32,
+    /// Largest request frame accepted; larger ones close the connection.
+    pub max_request_bytes: usize,
+    /// Create unknown topics when a client's Metadata request allows it.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with num_partitions -1.
+    pub default_partitions: i32,
+    /// Bytes of decoded chunks kept in the read cache.
+    pub read_cache_bytes: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            kafka_listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            node_id: 1,
+            cluster_id: "strata".into(),
+            flush_interval: Duration::from_millis(100),
+            flush_bytes: 8 * 1024 * 1024,
+            max_inflight_uploads: 4,
+            zstd_level: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+            auto_create_topics: true,
+            default_partitions: 1,
+            read_cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The ingest batcher: one open segment for all partitions, flushed by time or size.
+//!
+//! Batches from every produce request join the open segment in arrival order. A flush
+//! takes the open segment, encodes it (one chunk per partition, zstd unless the producer
+//! already compressed), uploads it under a never-reused key with a create-only PUT, then
+//! commits it to the metadata service, and only then answers the producers.
+//!
+//! Invariants:
+//! - A producer hears success only after the PUT succeeded and the commit returned offsets.
+//! - Uploads may overlap, but commits happen in flush order, so batches of one partition
+//!   get offsets in the order the agent received them.
+//! - A commit whose reply was lost is retried with the same object key; the metadata
+//!   service answers a retry with the offsets it assigned the first time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use object_store::{PutMode, PutOptions, PutPayload};
+use strata_clock::Clock;
+use strata_proto::metadata::v1 as pb;
+use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
+use strata_segment::{ChunkEntry, ChunkInput, PartitionKey, SegmentWriter};
+use strata_storage::Bucket;
+use thiserror::Error;
+use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::config::AgentConfig;
+use crate::watermarks::Watermarks;
+
+/// How long a commit is retried before its producers are told the outcome is unknown.
+const COMMIT_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Why appended batches were not committed.
+#[derive(Debug, Clone, Error)]
+pub enum IngestError {
+    /// The segment could not be encoded; nothing was written.
+    #[error("segment encoding failed: {0}")]
+    Encode(String),
+    /// The upload failed; nothing was committed, so a retry is safe.
+    #[error("segment upload failed: {0}")]
+    Upload(String),
+    /// The commit did not answer; the records may or may not be committed.
+    #[error("segment commit outcome unknown: {0}")]
+    CommitUnknown(String),
+    /// The partition disappeared (topic deleted) before the commit.
+    #[error("partition no longer exists")]
+    UnknownPartition,
+    /// The agent is shutting down and accepts no more batches.
+    #[error("agent is shutting down")]
+    ShuttingDown,
+}
+
+impl IngestError {
+    /// The Kafka error code a producer receives for this failure.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            IngestError::Encode(_) => ResponseError::CorruptMessage,
+            IngestError::Upload(_) => ResponseError::KafkaStorageError,
+            IngestError::CommitUnknown(_) => ResponseError::RequestTimedOut,
+            IngestError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
+            IngestError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        }
+    }
+}
+
+/// Where a producer's batches landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the first record of the appended batches.
+    pub base_offset: i64,
+    /// The partition's log start offset.
+    pub log_start_offset: i64,
+}
+
+/// Facts about validated batches that the segment index records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// Number of batches.
+    pub batch_count: u32,
+    /// Number of records.
+    pub record_count: u32,
+    /// Offsets the batches occupy.
+    pub offset_count: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// True when every batch is already compressed by the producer.
+    pub all_compressed: bool,
+}
+
+/// One partition's batches and their summary, ready to encode.
+type ChunkData = (PartitionKey, Bytes, BatchSummary);
+
+type Reply = oneshot::Sender<Result<Appended, IngestError>>;
+
+struct Waiter {
+    offset_delta: i64,
+    reply: Option<Reply>,
+}
+
+struct PartitionBuffer {
+    data: BytesMut,
+    summary: BatchSummary,
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Default)]
+struct OpenSegment {
+    partitions: HashMap<PartitionKey, PartitionBuffer>,
+    bytes: usize,
+    first_append: Option<Instant>,
+    closed: bool,
+}
+
+struct Shared {
+    open: Mutex<OpenSegment>,
+    wake: Notify,
+    flush_bytes: usize,
+}
+
+/// Handle to the batcher; cheap to share.
+pub struct Ingest {
+    shared: Arc<Shared>,
+    flusher: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").finish_non_exhaustive()
+    }
+}
+
+/// What a flush needs besides the segment itself.
+#[derive(Clone)]
+struct Flusher {
+    bucket: Bucket,
+    metadata: MetadataServiceClient<Channel>,
+    clock: Arc<dyn Clock>,
+    watermarks: Watermarks,
+    zstd_level: i32,
+    node_id: i32,
+}
+
+impl Ingest {
+    /// Starts the flusher task.
+    pub fn start(
+        config: &AgentConfig,
+        bucket: Bucket,
+        metadata: MetadataServiceClient<Channel>,
+        clock: Arc<dyn Clock>,
+        watermarks: Watermarks,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            open: Mutex::new(OpenSegment::default()),
+            wake: Notify::new(),
+            flush_bytes: config.flush_bytes,
+        });
+        let flusher = Flusher {
+            bucket,
+            metadata,
+            clock,
+            watermarks,
+            zstd_level: config.zstd_level,
+            node_id: config.node_id,
+        };
+        let task = tokio::spawn(run_flusher(
+            Arc::clone(&shared),
+            flusher,
+            config.flush_interval,
+            config.max_inflight_uploads.max(1),
+        ));
+        Self {
+            shared,
+            flusher: tokio::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Adds validated batches of one partition to the open segment.
+    ///
+    /// With `want_reply` the returned receiver resolves once the batches are committed (or
+    /// failed); without it (acks=0) the batches are stored but nobody is told.
+    pub fn append(
+        &self,
+        key: PartitionKey,
+        batches: &[u8],
+        summary: BatchSummary,
+        want_reply: bool,
+    ) -> Result<Option<oneshot::Receiver<Result<Appended, IngestError>>>, IngestError> {
+        let (reply, receiver) = if want_reply {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let mut open = lock(&self.shared.open);
+        if open.closed {
+            return Err(IngestError::ShuttingDown);
+        }
+        let buffer = open.partitions.entry(key).or_insert_with(|| PartitionBuffer {
+            data: BytesMut::new(),
+            summary: BatchSummary {
+                all_compressed: true,
+                ..BatchSummary::default()
+            },
+            waiters: Vec::new(),
+        });
+        buffer.waiters.push(Waiter {
+            offset_delta: buffer.summary.offset_count,
+            reply,
+        });
+        buffer.data.extend_from_slice(batches);
+        let s = &mut buffer.summary;
+        s.batch_count += summary.batch_count;
+        s.record_count += summary.record_count;
+        s.offset_count += summary.offset_count;
+        s.max_timestamp = s.max_timestamp.max(summary.max_timestamp);
+        s.all_compressed &= summary.all_compressed;
+        open.bytes += batches.len();
+        let first = open.first_append.is_none();
+        if first {
+            open.first_append = Some(Instant::now());
+        }
+        if first || open.bytes >= self.shared.flush_bytes {
+            self.shared.wake.notify_one();
+        }
+        Ok(receiver)
+    }
+
+    /// Stops accepting batches, flushes the open segment and waits for every upload and
+    /// commit in flight, so each accepted batch is committed or answered with an error.
+    pub async fn shutdown(&self) {
+        lock(&self.shared.open).closed = true;
+        self.shared.wake.notify_one();
+        if let Some(task) = self.flusher.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+fn lock(open: &Mutex<OpenSegment>) -> std::sync::MutexGuard<'_, OpenSegment> {
+    open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits for a flush trigger, takes the open segment and hands it to an upload task.
+async fn run_flusher(shared: Arc<Shared>, flusher: Flusher, interval: Duration, max_uploads: usize) {
+    let permits = Arc::new(Semaphore::new(max_uploads));
+    let mut uploads = JoinSet::new();
+    // resolves when the previous segment's commit finished: commits happen in flush order
+    let (first_tx, mut previous_commit) = oneshot::channel::<()>();
+    drop(first_tx);
+    loop {
+        let (deadline, closed, full) = {
+            let open = lock(&shared.open);
+            (
+                open.first_append.map(|t| t + interval),
+                open.closed,
+                open.bytes >= shared.flush_bytes,
+            )
+        };
+        let due = full || closed || deadline.is_some_and(|d| d <= Instant::now());
+        if !due {
+            match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = shared.wake.notified() => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                    }
+                }
+                None => shared.wake.notified().await,
+            }
+            continue;
+        }
+        let taken = std::mem::take(&mut *lock(&shared.open));
+        if closed {
+            lock(&shared.open).closed = true;
+        }
+        if !taken.partitions.is_empty() {
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+            let (done_tx, done_rx) = oneshot::channel::<()>();
+            let predecessor = std::mem::replace(&mut previous_commit, done_rx);
+            let flusher = flusher.clone();
+            uploads.spawn(async move {
+                flusher.flush(taken.partitions, predecessor).await;
+                drop(done_tx);
+                drop(permit);
+            });
+        }
+        while uploads.try_join_next().is_some() {}
+        if closed {
+            break;
+        }
+    }
+    while uploads.join_next().await.is_some() {}
+}
+
+impl Flusher {
+    /// Encodes, uploads and commits one segment, then answers its producers.
+    async fn flush(&self, partitions: HashMap<PartitionKey, PartitionBuffer>, predecessor: oneshot::Receiver<()>) {
+        let mut parts: Vec<(PartitionKey, PartitionBuffer)> = partitions.into_iter().collect();
+        parts.sort_by_key(|(key, _)| *key);
+        let inputs: Vec<ChunkData> = parts
+            .iter_mut()
+            .map(|(key, b)| (*key, std::mem::take(&mut b.data).freeze(), b.summary))
+            .collect();
+        let started = Instant::now();
+        let outcome = self.upload_and_commit(inputs, predecessor).await;
+        match &outcome {
+            Ok(_) => tracing::debug!(partitions = parts.len(), elapsed_ms = started.elapsed().as_millis() as u64, "segment committed"),
+            Err(error) => tracing::warn!(%error, partitions = parts.len(), "segment flush failed"),
+        }
+        for (i, (_, buffer)) in parts.into_iter().enumerate() {
+            let result = match &outcome {
+                Ok(results) => results[i].clone(),
+                Err(e) => Err(e.clone()),
+            };
+            for waiter in buffer.waiters {
+                let Some(reply) = waiter.reply else { continue };
+                let answer = result.clone().map(|appended| Appended {
+                    base_offset: appended.base_offset + waiter.offset_delta,
+                    log_start_offset: appended.log_start_offset,
+                });
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    async fn upload_and_commit(
+        &self,
+        inputs: Vec<ChunkData>,
+        predecessor: oneshot::Receiver<()>,
+    ) -> Result<Vec<Result<Appended, IngestError>>, IngestError> {
+        let offset_counts: Vec<i64> = inputs.iter().map(|(_, _, s)| s.offset_count).collect();
+        let (object, entries) = self.encode(inputs).await?;
+        let object_size = object.len() as u64;
+        let key = format!(
+            "segments/{:013}-{}-{}.seg",
+            self.clock.now_millis(),
+            self.node_id,
+            uuid::Uuid::new_v4().simple()
+        );
+        let upload = self
+            .bucket
+            .store
+            .put_opts(&self.bucket.path(&key), PutPayload::from_bytes(object), PutOptions::from(PutMode::Create))
+            .await;
+        // wait for the previous commit even when this upload failed, to keep the chain
+        let _ = predecessor.await;
+        upload.map_err(|e| IngestError::Upload(e.to_string()))?;
+        let chunks = entries
+            .iter()
+            .zip(offset_counts)
+            .map(|(entry, offset_count)| pb::ChunkCommit {
+                topic_id: entry.key.topic_id.to_vec(),
+                partition: entry.key.partition,
+                byte_offset: entry.offset,
+                byte_length: entry.len,
+                raw_length: entry.raw_len,
+                batch_count: entry.batch_count,
+                record_count: entry.record_count,
+                offset_count,
+                max_timestamp: entry.max_timestamp,
+            })
+            .collect();
+        let request = pb::CommitSegmentRequest { object_key: key, object_size, chunks };
+        let response = self.commit_with_retries(request).await?;
+        self.watermarks.bump();
+        Ok(response
+            .chunks
+            .into_iter()
+            .map(|chunk| match pb::PartitionError::try_from(chunk.error) {
+                Ok(pb::PartitionError::None) => Ok(Appended {
+                    base_offset: chunk.base_offset,
+                    log_start_offset: chunk.log_start_offset,
+                }),
+                _ => Err(IngestError::UnknownPartition),
+            })
+            .collect())
+    }
+
+    /// Builds the segment object on a blocking thread: zstd is CPU work.
+    async fn encode(&self, inputs: Vec<ChunkData>) -> Result<(Bytes, Vec<ChunkEntry>), IngestError> {
+        let level = self.zstd_level;
+        tokio::task::spawn_blocking(move || {
+            let mut writer = SegmentWriter::new(level);
+            for (key, data, summary) in &inputs {
+                writer
+                    .push_chunk(ChunkInput {
+                        key: *key,
+                        batches: data,
+                        batch_count: summary.batch_count,
+                        record_count: summary.record_count,
+                        max_timestamp: summary.max_timestamp,
+                        compress: !summary.all_compressed,
+                    })
+                    .map_err(|e| IngestError::Encode(e.to_string()))?;
+            }
+            Ok(writer.finish())
+        })
+        .await
+        .map_err(|e| IngestError::Encode(e.to_string()))?
+    }
+
+    async fn commit_with_retries(&self, request: pb::CommitSegmentRequest) -> Result<pb::CommitSegmentResponse, IngestError> {
+        let give_up = Instant::now() + COMMIT_RETRY_FOR;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.metadata.clone().commit_segment(request.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if retryable(&status) && Instant::now() + backoff < give_up => {
+                    tracing::warn!(%status, key = %request.object_key, "commit failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(status) => return Err(IngestError::CommitUnknown(status.to_string())),
+            }
+        }
+    }
+}
+
+fn retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Aborted | tonic::Code::Internal
+    )
+}

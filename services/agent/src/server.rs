@@ -1,0 +1,118 @@
+//! The Kafka listener: framing, per-connection ordering, and dispatch.
+//!
+//! Each connection has a reader and a writer. The reader takes frames in order, rejects
+//! malformed or oversized ones by closing the connection, and starts a handler per request;
+//! the work that must happen in arrival order (joining the open segment) is done before the
+//! next frame is read. The writer sends responses strictly in request order, as Kafka
+//! clients require, while later requests are already being handled.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::api::{self, Outcome};
+use crate::context::Agent;
+
+/// Requests handled concurrently on one connection before the reader waits.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// A response to send later: `Ok(None)` for requests that get none (acks=0), `Err` when
+/// the response cannot be produced and the connection must close.
+type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, String>>;
+
+/// Accepts connections forever.
+pub async fn accept_loop(agent: Arc<Agent>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let agent = Arc::clone(&agent);
+                tokio::spawn(async move {
+                    tracing::debug!(%peer, "connection opened");
+                    serve_connection(agent, stream).await;
+                    tracing::debug!(%peer, "connection closed");
+                });
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(agent: Arc<Agent>, stream: TcpStream) {
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
+    let writer_task = tokio::spawn(write_responses(rx, writer));
+    loop {
+        let frame = match read_frame(&mut reader, agent.config.max_request_bytes).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(reason) => {
+                tracing::info!(%reason, "closing connection");
+                break;
+            }
+        };
+        match api::dispatch(&agent, frame).await {
+            Outcome::Respond(pending) => {
+                if tx.send(pending).await.is_err() {
+                    break;
+                }
+            }
+            Outcome::Close(reason) => {
+                tracing::info!(%reason, "closing connection");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, writer: tokio::net::tcp::OwnedWriteHalf) {
+    let mut writer = BufWriter::new(writer);
+    while let Some(pending) = rx.recv().await {
+        let frame = match pending.await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => continue,
+            Err(reason) => {
+                tracing::error!(%reason, "closing connection");
+                break;
+            }
+        };
+        if writer.write_all(&frame).await.is_err() {
+            return;
+        }
+        // flush when no further response is ready, so pipelined responses share writes
+        if rx.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
+
+/// Reads one size-prefixed frame; `Ok(None)` on a clean end of stream.
+async fn read_frame(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    max_bytes: usize,
+) -> Result<Option<Bytes>, String> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let size = i32::from_be_bytes(size);
+    if size < 0 || size as usize > max_bytes {
+        return Err(format!("request size {size} outside 0..={max_bytes}"));
+    }
+    let mut frame = BytesMut::zeroed(size as usize);
+    reader.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
+    Ok(Some(frame.freeze()))
+}

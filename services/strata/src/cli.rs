@@ -1,0 +1,125 @@
+//! Command-line surface. Every setting is a flag, a `STRATA_*` environment variable and a
+//! key of the optional TOML file (see `config_file`), all with the same name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Strata: a Kafka-compatible event streaming service on object storage.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+pub struct Cli {
+    /// TOML file with settings (keys named like the long flags, with '_' for '-').
+    #[arg(long, global = true, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Metadata service and agent in one process, on SQLite and a local directory.
+    Dev(DevArgs),
+    /// The metadata service alone.
+    Metadata(MetadataArgs),
+    /// One agent, talking to a metadata service.
+    Agent(AgentOnlyArgs),
+    /// Manage topics on a running node.
+    Topic(crate::topic_cmd::TopicArgs),
+}
+
+/// Settings of `strata dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Directory for the default bucket and metadata database.
+    #[arg(long, env = "STRATA_DATA_DIR", default_value = "./strata-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// Settings of the metadata service.
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// Address the metadata gRPC server binds.
+    #[arg(long, env = "STRATA_METADATA_LISTEN", default_value = "127.0.0.1:9093")]
+    pub metadata_listen: SocketAddr,
+    /// Metadata store URL: sqlite:///path/to/metadata.db (default: under the data dir).
+    #[arg(long, env = "STRATA_STORE")]
+    pub store: Option<String>,
+}
+
+/// Settings of `strata agent`.
+#[derive(Debug, Args)]
+pub struct AgentOnlyArgs {
+    /// URL of the metadata service.
+    #[arg(long, env = "STRATA_METADATA", default_value = "http://127.0.0.1:9093")]
+    pub metadata: String,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// Settings of an agent.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address the Kafka listener binds.
+    #[arg(long, env = "STRATA_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
+    pub kafka_listen: SocketAddr,
+    /// host:port clients are told to connect to (default: the listen address).
+    #[arg(long, env = "STRATA_ADVERTISED_ADDR")]
+    pub advertised_addr: Option<String>,
+    /// Kafka node id of this agent.
+    #[arg(long, env = "STRATA_NODE_ID", default_value_t = 1)]
+    pub node_id: i32,
+    /// Bucket URL: file:///dir, memory://, or s3://bucket/prefix (default: under the data dir).
+    #[arg(long, env = "STRATA_BUCKET")]
+    pub bucket: Option<String>,
+    /// S3 endpoint for s3:// buckets (e.g. http://127.0.0.1:8333 for an emulator).
+    #[arg(long, env = "STRATA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "STRATA_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Use path-style S3 addressing (emulators).
+    #[arg(long, env = "STRATA_S3_PATH_STYLE", default_value_t = false)]
+    pub s3_path_style: bool,
+    /// Longest time a produced batch waits for its segment flush.
+    #[arg(long, env = "STRATA_FLUSH_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+    /// Flush a segment once it holds this many bytes.
+    #[arg(long, env = "STRATA_FLUSH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub flush_bytes: usize,
+    /// Segment uploads in flight at once.
+    #[arg(long, env = "STRATA_MAX_INFLIGHT_UPLOADS", default_value_t = 4)]
+    pub max_inflight_uploads: usize,
+    /// Largest Kafka request accepted; larger ones close the connection.
+    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Create unknown topics on Metadata requests, as Kafka does by default.
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    #[arg(long, env = "STRATA_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+    /// Bytes of decoded chunks the read cache keeps.
+    #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub read_cache_bytes: u64,
+    /// Cluster id reported to clients.
+    #[arg(long, env = "STRATA_CLUSTER_ID", default_value = "strata")]
+    pub cluster_id: String,
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(args) => crate::serve::dev(args).await,
+        Command::Metadata(args) => crate::serve::metadata(args, None).await,
+        Command::Agent(args) => crate::serve::agent(args).await,
+        Command::Topic(args) => crate::topic_cmd::run(args).await,
+    }
+}

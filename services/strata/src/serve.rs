@@ -1,0 +1,192 @@
+//! Starting and stopping the services.
+//!
+//! Shutdown drains in order: stop taking Kafka connections, flush and commit the open
+//! segment (the metadata service is still up for that), then stop the metadata server.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use strata_agent::{Agent, AgentConfig};
+use strata_metadata::sqlite::SqliteStore;
+use strata_metadata::store::MetadataStore;
+use strata_metadata::MetadataServiceImpl;
+use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
+use strata_storage::S3Options;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cli::{AgentArgs, AgentOnlyArgs, DevArgs, MetadataArgs};
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn open_store(url: &str) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        bail!("unsupported metadata store {url:?}; use sqlite:///path/to/metadata.db");
+    };
+    let store = SqliteStore::open(Path::new(path)).with_context(|| format!("cannot open metadata store {url}"))?;
+    Ok(Arc::new(store))
+}
+
+/// A running metadata gRPC server.
+struct MetadataServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+async fn start_metadata(args: &MetadataArgs, default_store: Option<String>) -> anyhow::Result<MetadataServer> {
+    let store_url = args
+        .store
+        .clone()
+        .or(default_store)
+        .context("--store is required, e.g. --store sqlite:///var/lib/strata/metadata.db")?;
+    let store = open_store(&store_url)?;
+    let service = MetadataServiceImpl::new(store, strata_clock::system());
+    let listener = TcpListener::bind(args.metadata_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the metadata service", args.metadata_listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(strata_metadata::grpc_service(service))
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }),
+    );
+    tracing::info!(%addr, store = %store_url, "metadata service listening");
+    Ok(MetadataServer { addr, stop, task })
+}
+
+impl MetadataServer {
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await?.context("metadata server failed")
+    }
+}
+
+fn metadata_client(url: &str) -> anyhow::Result<MetadataServiceClient<Channel>> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("invalid metadata URL {url:?}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_nodelay(true);
+    Ok(MetadataServiceClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024))
+}
+
+async fn start_agent(
+    args: &AgentArgs,
+    metadata: MetadataServiceClient<Channel>,
+    default_bucket: Option<String>,
+) -> anyhow::Result<(Arc<Agent>, TcpListener)> {
+    let bucket_url = args
+        .bucket
+        .clone()
+        .or(default_bucket)
+        .context("--bucket is required, e.g. --bucket s3://my-bucket/strata")?;
+    let s3 = S3Options {
+        endpoint: args.s3_endpoint.clone(),
+        region: args.s3_region.clone(),
+        path_style: args.s3_path_style,
+        allow_http: args.s3_endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
+        ..S3Options::default()
+    };
+    let bucket = strata_storage::open(&bucket_url, &s3)?;
+    let listener = TcpListener::bind(args.kafka_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for Kafka clients", args.kafka_listen))?;
+    let bound = listener.local_addr()?;
+    let (host, port) = advertised(args.advertised_addr.as_deref(), bound)?;
+    let config = AgentConfig {
+        kafka_listen: bound,
+        advertised_host: host,
+        advertised_port: port,
+        node_id: args.node_id,
+        cluster_id: args.cluster_id.clone(),
+        flush_interval: args.flush_interval,
+        flush_bytes: args.flush_bytes.max(1),
+        max_inflight_uploads: args.max_inflight_uploads.max(1),
+        max_request_bytes: args.max_request_bytes,
+        auto_create_topics: args.auto_create_topics,
+        default_partitions: args.default_partitions.max(1),
+        read_cache_bytes: args.read_cache_bytes,
+        ..AgentConfig::default()
+    };
+    tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
+    Ok((Agent::start(config, metadata, bucket, strata_clock::system()), listener))
+}
+
+fn advertised(addr: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
+    let Some(addr) = addr else {
+        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
+        return Ok((host, bound.port()));
+    };
+    let (host, port) = addr.rsplit_once(':').with_context(|| format!("--advertised-addr {addr:?} must be host:port"))?;
+    let port = port.parse().with_context(|| format!("invalid port in --advertised-addr {addr:?}"))?;
+    Ok((host.to_string(), port))
+}
+
+fn file_url(path: &Path) -> anyhow::Result<String> {
+    let absolute = std::path::absolute(path).with_context(|| format!("invalid path {}", path.display()))?;
+    Ok(format!("file://{}", absolute.display()))
+}
+
+/// `strata dev`: metadata service and agent in one process.
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let data_dir = std::path::absolute(&args.data_dir)?;
+    let default_store = format!("sqlite://{}", data_dir.join("metadata.db").display());
+    let server = start_metadata(&args.metadata, Some(default_store)).await?;
+    let client = metadata_client(&format!("http://{}", server.addr))?;
+    let default_bucket = file_url(&data_dir.join("bucket"))?;
+    let (agent, listener) = start_agent(&args.agent, client, Some(default_bucket)).await?;
+    println!(
+        "strata dev ready: bootstrap={}:{} metadata=http://{}",
+        agent.config.advertised_host, agent.config.advertised_port, server.addr
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    agent.serve(listener, shutdown_signal()).await;
+    tracing::info!("open segment flushed; stopping");
+    server.stop().await
+}
+
+/// `strata metadata`: the metadata service alone.
+pub async fn metadata(args: MetadataArgs, default_store: Option<String>) -> anyhow::Result<()> {
+    let server = start_metadata(&args, default_store).await?;
+    println!("strata metadata ready: listen=http://{}", server.addr);
+    shutdown_signal().await;
+    server.stop().await
+}
+
+/// `strata agent`: one agent against a metadata service.
+pub async fn agent(args: AgentOnlyArgs) -> anyhow::Result<()> {
+    let client = metadata_client(&args.metadata)?;
+    let (agent, listener) = start_agent(&args.agent, client, None).await?;
+    println!("strata agent ready: bootstrap={}:{}", agent.config.advertised_host, agent.config.advertised_port);
+    agent.serve(listener, shutdown_signal()).await;
+    Ok(())
+}
