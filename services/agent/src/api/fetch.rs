@@ -153,23 +153,20 @@ async fn serve_partition(
             .with_error_code(ResponseError::OffsetOutOfRange.code());
         return Ok(out_of_range);
     }
-    let budget = (request.partition_max_bytes.max(0) as usize).min(*remaining);
+    // the response budget is spent: report the bounds only
+    let budget = if *remaining == 0 { 0 } else { (request.partition_max_bytes.max(0) as usize).min(*remaining) };
     let mut records = BytesMut::new();
-    if budget > 0 || *remaining > 0 {
-        for chunk in &plan.chunks {
-            let data = agent.reader.read(chunk).await.map_err(|error| {
-                tracing::warn!(%error, key = %chunk.object_key, "chunk read failed");
-                ResponseError::KafkaStorageError
-            })?;
-            let before = records.len();
-            serve_batches(&data, chunk.base_offset, offset, budget.saturating_sub(records.len()), &mut records)
-                .map_err(|_| ResponseError::CorruptMessage)?;
-            if records.len() == before && !records.is_empty() {
-                break;
-            }
-            if records.len() >= budget {
-                break;
-            }
+    for chunk in plan.chunks.iter().take_while(|_| *remaining > 0) {
+        let data = agent.reader.read(chunk).await.map_err(|error| {
+            tracing::warn!(%error, key = %chunk.object_key, "chunk read failed");
+            ResponseError::KafkaStorageError
+        })?;
+        let room = budget.saturating_sub(records.len());
+        let added = serve_batches(&data, chunk.base_offset, offset, room, &mut records)
+            .map_err(|_| ResponseError::CorruptMessage)?;
+        // the budget stopped this chunk short, or is used up
+        if records.len() >= budget || (added == 0 && !records.is_empty()) {
+            break;
         }
     }
     *remaining = remaining.saturating_sub(records.len());

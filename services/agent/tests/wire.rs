@@ -1,0 +1,210 @@
+//! The agent over a real TCP connection: a real metadata gRPC server (SQLite), an in-memory
+//! bucket, and requests encoded with the kafka-protocol crate as a client would.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use strata_agent::{Agent, AgentConfig};
+use strata_metadata::sqlite::SqliteStore;
+use strata_metadata::MetadataServiceImpl;
+use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Node {
+    kafka: std::net::SocketAddr,
+}
+
+async fn start_node(flush_interval: Duration) -> Node {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let service = MetadataServiceImpl::new(store, strata_clock::system());
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = grpc.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(strata_metadata::grpc_service(service))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}")).unwrap().connect_lazy();
+    let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kafka = listener.local_addr().unwrap();
+    let config = AgentConfig {
+        kafka_listen: kafka,
+        advertised_port: kafka.port(),
+        flush_interval,
+        ..AgentConfig::default()
+    };
+    let agent = Agent::start(config, MetadataServiceClient::new(channel), bucket, strata_clock::system());
+    tokio::spawn(agent.serve(listener, std::future::pending()));
+    Node { kafka }
+}
+
+struct Conn {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Conn {
+    async fn open(node: &Node) -> Self {
+        Self { stream: TcpStream::connect(node.kafka).await.unwrap(), next_id: 1 }
+    }
+
+    /// Sends a request without waiting; returns its correlation id.
+    async fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, body: &R) -> i32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header.encode(&mut buf, api.request_header_version(version)).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let size = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&buf).await.unwrap();
+        id
+    }
+
+    async fn receive<R: Decodable>(&mut self, api: ApiKey, version: i16, expected_id: i32) -> R {
+        let size = self.stream.read_i32().await.unwrap();
+        let mut frame = vec![0u8; size as usize];
+        self.stream.read_exact(&mut frame).await.unwrap();
+        let mut frame = Bytes::from(frame);
+        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, expected_id, "responses come back in request order");
+        R::decode(&mut frame, version).unwrap()
+    }
+}
+
+fn batch(first_value: usize, count: usize) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000 + (first_value + i) as i64,
+            key: Some(Bytes::from(format!("k{}", first_value + i))),
+            value: Some(Bytes::from(format!("v{}", first_value + i))),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.freeze()
+}
+
+fn produce(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default().with_acks(-1).with_timeout_ms(5_000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+}
+
+fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(10 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+async fn create_topic(conn: &mut Conn, name: &str) {
+    let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_string())))
+        .with_num_partitions(1)
+        .with_replication_factor(3)]);
+    let id = conn.send(ApiKey::CreateTopics, 7, &request).await;
+    let response: kafka_protocol::messages::CreateTopicsResponse = conn.receive(ApiKey::CreateTopics, 7, id).await;
+    assert_eq!(response.topics[0].error_code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_produces_get_offsets_in_send_order() {
+    // a short interval so the pipelined requests span several segments
+    let node = start_node(Duration::from_millis(2)).await;
+    let mut conn = Conn::open(&node).await;
+    create_topic(&mut conn, "ordered").await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(conn.send(ApiKey::Produce, 9, &produce("ordered", batch(i * 3, 3))).await);
+    }
+    let mut bases = Vec::new();
+    for id in ids {
+        let response: ProduceResponse = conn.receive(ApiKey::Produce, 9, id).await;
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0);
+        bases.push(partition.base_offset);
+    }
+    let expected: Vec<i64> = (0..40).map(|i| i * 3).collect();
+    assert_eq!(bases, expected, "each request's records follow the previous request's");
+
+    // everything reads back in order with the assigned offsets
+    let mut offset = 0;
+    let mut values = Vec::new();
+    while offset < 120 {
+        let id = conn.send(ApiKey::Fetch, 12, &fetch("ordered", offset, 500)).await;
+        let response: FetchResponse = conn.receive(ApiKey::Fetch, 12, id).await;
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(partition.high_watermark, 120);
+        let mut records = partition.records.clone().unwrap();
+        for set in RecordBatchDecoder::decode_all(&mut records).unwrap() {
+            for record in set.records {
+                if record.offset >= offset {
+                    assert_eq!(record.offset as usize, values.len());
+                    values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+                }
+            }
+        }
+        offset = values.len() as i64;
+    }
+    let expected: Vec<String> = (0..120).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_at_the_end_waits_for_the_next_commit() {
+    let node = start_node(Duration::from_millis(20)).await;
+    let mut consumer = Conn::open(&node).await;
+    create_topic(&mut consumer, "poll").await;
+    let waiting = consumer.send(ApiKey::Fetch, 12, &fetch("poll", 0, 10_000)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut producer = Conn::open(&node).await;
+    let id = producer.send(ApiKey::Produce, 9, &produce("poll", batch(0, 2))).await;
+    let _: ProduceResponse = producer.receive(ApiKey::Produce, 9, id).await;
+    let response: FetchResponse = tokio::time::timeout(Duration::from_secs(5), consumer.receive(ApiKey::Fetch, 12, waiting))
+        .await
+        .expect("the commit wakes the waiting fetch long before max_wait_ms");
+    let mut records = response.responses[0].partitions[0].records.clone().unwrap();
+    assert!(records.has_remaining());
+    let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+    let values: Vec<_> = sets.iter().flat_map(|s| &s.records).map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(values, vec![Bytes::from("v0"), Bytes::from("v1")]);
+}
