@@ -137,6 +137,11 @@ impl BatchHeader {
         (self.attributes & 0x7) as u8
     }
 
+    /// True when the batch carries LogAppendTime timestamps.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_BIT != 0
+    }
+
     /// True for transactional batches.
     pub fn is_transactional(&self) -> bool {
         self.attributes & 0x10 != 0
@@ -184,6 +189,30 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
     buf[0..8].copy_from_slice(&base_offset.to_be_bytes());
 }
+
+/// Marks the batch at `buf[0..]` as LogAppendTime with `timestamp` as its max timestamp,
+/// and recomputes the CRC, since both fields are covered by it.
+///
+/// Consumers then read `timestamp` as the time of every record in the batch, as Kafka does
+/// for topics with `message.timestamp.type=LogAppendTime`.
+pub fn set_log_append_time(buf: &mut [u8], timestamp: i64) -> Result<(), BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    if header.total_len() > buf.len() {
+        return Err(BatchError::Truncated {
+            needed: header.total_len(),
+            available: buf.len(),
+        });
+    }
+    let attributes = header.attributes | TIMESTAMP_TYPE_BIT;
+    buf[21..23].copy_from_slice(&attributes.to_be_bytes());
+    buf[35..43].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[CRC_START..header.total_len()]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// Attribute bit saying the batch's timestamps are LogAppendTime.
+const TIMESTAMP_TYPE_BIT: i16 = 0x8;
 
 /// Iterates over the batches of a buffer holding whole batches back to back.
 ///

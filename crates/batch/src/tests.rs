@@ -59,6 +59,15 @@ fn base_offset_rewrite_keeps_crc_valid() {
 }
 
 #[test]
+fn log_append_time_rewrite_keeps_the_batch_valid() {
+    let mut b = batch(3, 100, b"abc");
+    set_log_append_time(&mut b, 5_000).unwrap();
+    let header = validate(&b).unwrap();
+    assert!(header.is_log_append_time());
+    assert_eq!(header.max_timestamp, 5_000);
+}
+
+#[test]
 fn iterates_back_to_back_batches() {
     let mut buf = batch(0, 1, b"a");
     buf.extend(batch(9, 2, b"bb"));

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
     RequestHeader, ResponseHeader, TopicName,
 };
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use strata_agent::{Agent, AgentConfig};
@@ -136,10 +136,23 @@ fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
 }
 
 async fn create_topic(conn: &mut Conn, name: &str) {
+    create_topic_with(conn, name, &[]).await;
+}
+
+async fn create_topic_with(conn: &mut Conn, name: &str, configs: &[(&'static str, &'static str)]) {
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_static_str(k))
+                .with_value(Some(StrBytes::from_static_str(v)))
+        })
+        .collect();
     let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![CreatableTopic::default()
         .with_name(TopicName(StrBytes::from_string(name.to_string())))
         .with_num_partitions(1)
-        .with_replication_factor(3)]);
+        .with_replication_factor(3)
+        .with_configs(configs)]);
     let id = conn.send(ApiKey::CreateTopics, 7, &request).await;
     let response: kafka_protocol::messages::CreateTopicsResponse = conn.receive(ApiKey::CreateTopics, 7, id).await;
     assert_eq!(response.topics[0].error_code, 0);
@@ -207,4 +220,27 @@ async fn fetch_at_the_end_waits_for_the_next_commit() {
     let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
     let values: Vec<_> = sets.iter().flat_map(|s| &s.records).map(|r| r.value.clone().unwrap()).collect();
     assert_eq!(values, vec![Bytes::from("v0"), Bytes::from("v1")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_append_time_topics_stamp_batches_on_arrival() {
+    let node = start_node(Duration::from_millis(5)).await;
+    let mut conn = Conn::open(&node).await;
+    create_topic_with(&mut conn, "stamped", &[("message.timestamp.type", "LogAppendTime")]).await;
+    let id = conn.send(ApiKey::Produce, 9, &produce("stamped", batch(0, 3))).await;
+    let response: ProduceResponse = conn.receive(ApiKey::Produce, 9, id).await;
+    let append_time = response.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(append_time > 1_700_000_000_000, "the broker's clock, not the records' {append_time}");
+    let id = conn.send(ApiKey::Fetch, 12, &fetch("stamped", 0, 0)).await;
+    let response: FetchResponse = conn.receive(ApiKey::Fetch, 12, id).await;
+    let records = response.responses[0].partitions[0].records.clone().unwrap();
+    // clients read a LogAppendTime batch's max timestamp as every record's time
+    for item in strata_batch::BatchIter::new(&records) {
+        let (header, bytes) = item.unwrap();
+        strata_batch::validate(bytes).expect("CRC recomputed after stamping");
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, append_time);
+    }
+    let sets = RecordBatchDecoder::decode_all(&mut records.clone()).unwrap();
+    assert!(sets.iter().flat_map(|s| &s.records).all(|r| r.timestamp_type == TimestampType::LogAppend));
 }

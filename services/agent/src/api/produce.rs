@@ -21,7 +21,9 @@ use crate::context::Agent;
 use crate::ingest::{Appended, BatchSummary, IngestError};
 use crate::topics::Topic;
 
-type Pending = Result<Option<oneshot::Receiver<Result<Appended, IngestError>>>, ResponseError>;
+/// A partition's appended batches: the commit to wait for, and the LogAppendTime given to
+/// them (-1 for CreateTime topics).
+type Pending = Result<(Option<oneshot::Receiver<Result<Appended, IngestError>>>, i64), ResponseError>;
 
 /// Validates and appends every partition's batches, and returns the reply to send once
 /// they are committed.
@@ -57,17 +59,18 @@ async fn answer_topic((name, partitions): (TopicName, Vec<(i32, Pending)>)) -> T
     let mut responses = Vec::with_capacity(partitions.len());
     for (index, pending) in partitions {
         let outcome = match pending {
-            Ok(Some(receiver)) => match receiver.await {
-                Ok(Ok(appended)) => Ok(appended),
+            Ok((Some(receiver), append_time)) => match receiver.await {
+                Ok(Ok(appended)) => Ok((appended, append_time)),
                 Ok(Err(error)) => Err(error.kafka_error()),
                 Err(_) => Err(ResponseError::UnknownServerError),
             },
-            Ok(None) => Err(ResponseError::UnknownServerError),
+            Ok((None, _)) => Err(ResponseError::UnknownServerError),
             Err(error) => Err(error),
         };
         let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
         responses.push(match outcome {
-            Ok(appended) => response
+            Ok((appended, append_time)) => response
+                .with_log_append_time_ms(append_time)
                 .with_base_offset(appended.base_offset)
                 .with_log_start_offset(appended.log_start_offset),
             Err(error) => response
@@ -88,15 +91,37 @@ fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: 
         .config("max.message.bytes")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(usize::MAX);
-    let summary = validate(&records, max_batch)?;
+    let mut summary = validate(&records, max_batch)?;
     let key = PartitionKey {
         topic_id: *topic.id.as_bytes(),
         partition: data.index,
     };
-    agent
+    let mut append_time = -1;
+    let mut stamped;
+    let mut batches: &[u8] = &records;
+    if topic.config("message.timestamp.type") == Some("LogAppendTime") {
+        append_time = agent.clock.now_millis();
+        stamped = bytes::BytesMut::from(&records[..]);
+        stamp_log_append_time(&mut stamped, append_time)?;
+        summary.max_timestamp = append_time;
+        batches = &stamped;
+    }
+    let receiver = agent
         .ingest
-        .append(key, &records, summary, want_reply)
-        .map_err(|e| e.kafka_error())
+        .append(key, batches, summary, want_reply)
+        .map_err(|e| e.kafka_error())?;
+    Ok((receiver, append_time))
+}
+
+/// Gives every batch in `records` the LogAppendTime `now` (batch CRCs are recomputed).
+fn stamp_log_append_time(records: &mut [u8], now: i64) -> Result<(), ResponseError> {
+    let mut at = 0;
+    while at < records.len() {
+        let len = strata_batch::BatchHeader::parse(&records[at..]).map_err(|_| ResponseError::CorruptMessage)?.total_len();
+        strata_batch::set_log_append_time(&mut records[at..at + len], now).map_err(|_| ResponseError::CorruptMessage)?;
+        at += len;
+    }
+    Ok(())
 }
 
 /// Checks every batch (magic v2, length, CRC-32C, size limit) and sums what the index needs.
