@@ -59,7 +59,10 @@ impl Trailer {
     /// trailer came from another object).
     pub fn footer_range(&self, object_len: u64) -> Result<Range<u64>, SegmentError> {
         expect_len("segment object length", self.object_len(), object_len)?;
-        Ok(self.footer_offset..self.footer_offset + u64::from(self.footer_len))
+        let end = self
+            .footer_offset
+            .saturating_add(u64::from(self.footer_len));
+        Ok(self.footer_offset..end)
     }
 }
 
