@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -74,10 +74,34 @@ async fn serve_connection(agent: Arc<Agent>, stream: TcpStream) {
     let _ = writer_task.await;
 }
 
+/// Writes responses in request order. Output is buffered while further responses are
+/// ready at once and flushed before any wait, so no finished response sits in the buffer.
 async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, writer: tokio::net::tcp::OwnedWriteHalf) {
     let mut writer = BufWriter::new(writer);
-    while let Some(pending) = rx.recv().await {
-        let frame = match pending.await {
+    loop {
+        let mut pending = match rx.try_recv() {
+            Ok(pending) => pending,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if writer.flush().await.is_err() {
+                    return;
+                }
+                match rx.recv().await {
+                    Some(pending) => pending,
+                    None => break,
+                }
+            }
+        };
+        let result = match (&mut pending).now_or_never() {
+            Some(result) => result,
+            None => {
+                if writer.flush().await.is_err() {
+                    return;
+                }
+                pending.await
+            }
+        };
+        let frame = match result {
             Ok(Some(frame)) => frame,
             Ok(None) => continue,
             Err(reason) => {
@@ -86,10 +110,6 @@ async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, writer: tokio:
             }
         };
         if writer.write_all(&frame).await.is_err() {
-            return;
-        }
-        // flush when no further response is ready, so pipelined responses share writes
-        if rx.is_empty() && writer.flush().await.is_err() {
             return;
         }
     }

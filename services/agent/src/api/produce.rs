@@ -49,8 +49,10 @@ pub async fn handle(agent: &Arc<Agent>, call: Call, request: ProduceRequest) -> 
     if !want_reply {
         return Outcome::Respond(Box::pin(async { Ok(None) }));
     }
+    let received = tokio::time::Instant::now();
     Outcome::Respond(Box::pin(async move {
         let responses = join_all(topics.into_iter().map(answer_topic)).await;
+        tracing::debug!(elapsed_ms = received.elapsed().as_millis() as u64, "produce answered");
         encode_response(&call, &ProduceResponse::default().with_responses(responses)).map(Some)
     }))
 }
