@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
     RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -243,4 +243,21 @@ async fn log_append_time_topics_stamp_batches_on_arrival() {
     }
     let sets = RecordBatchDecoder::decode_all(&mut records.clone()).unwrap();
     assert!(sets.iter().flat_map(|s| &s.records).all(|r| r.timestamp_type == TimestampType::LogAppend));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_response_is_not_held_behind_a_waiting_one() {
+    let node = start_node(Duration::from_millis(20)).await;
+    let mut conn = Conn::open(&node).await;
+    create_topic(&mut conn, "quiet").await;
+    let quick = conn.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
+    let waiting = conn.send(ApiKey::Fetch, 12, &fetch("quiet", 0, 10_000)).await;
+    let versions: ApiVersionsResponse = tokio::time::timeout(Duration::from_secs(3), conn.receive(ApiKey::ApiVersions, 3, quick))
+        .await
+        .expect("the ApiVersions answer is sent while the fetch behind it still waits");
+    assert_eq!(versions.error_code, 0);
+    let mut producer = Conn::open(&node).await;
+    let id = producer.send(ApiKey::Produce, 9, &produce("quiet", batch(0, 1))).await;
+    let _: ProduceResponse = producer.receive(ApiKey::Produce, 9, id).await;
+    let _: FetchResponse = conn.receive(ApiKey::Fetch, 12, waiting).await;
 }
