@@ -46,7 +46,9 @@ pub enum BatchError {
     #[error("invalid record batch length {0}")]
     InvalidLength(i32),
     /// The CRC-32C does not match the content.
-    #[error("record batch CRC mismatch: header says {declared:#010x}, content gives {computed:#010x}")]
+    #[error(
+        "record batch CRC mismatch: header says {declared:#010x}, content gives {computed:#010x}"
+    )]
     CrcMismatch {
         /// CRC in the header.
         declared: u32,
@@ -171,7 +173,9 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::InvalidLength(header.batch_length));
     }
     if header.last_offset_delta < 0 || header.record_count < 0 {
-        return Err(BatchError::InvalidHeader("negative record count or offset delta"));
+        return Err(BatchError::InvalidHeader(
+            "negative record count or offset delta",
+        ));
     }
     let computed = crc32c::crc32c(&buf[CRC_START..]);
     if computed != header.crc {

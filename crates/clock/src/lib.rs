@@ -44,7 +44,8 @@ impl ManualClock {
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        self.millis.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.millis
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 }
 

@@ -166,7 +166,10 @@ mod tests {
             .store
             .put_opts(&key, PutPayload::from_static(b"two"), create)
             .await;
-        assert!(matches!(again, Err(object_store::Error::AlreadyExists { .. })));
+        assert!(matches!(
+            again,
+            Err(object_store::Error::AlreadyExists { .. })
+        ));
         let range = bucket.store.get_range(&key, 1..3).await.unwrap();
         assert_eq!(range.as_ref(), b"ne");
     }
@@ -174,9 +177,18 @@ mod tests {
     #[test]
     fn rejects_unknown_schemes_and_relative_paths() {
         let opts = S3Options::default();
-        assert!(matches!(open("ftp://x", &opts), Err(StorageError::InvalidUrl { .. })));
-        assert!(matches!(open("not a url", &opts), Err(StorageError::InvalidUrl { .. })));
-        assert!(matches!(open("s3:///prefix", &opts), Err(StorageError::InvalidUrl { .. })));
+        assert!(matches!(
+            open("ftp://x", &opts),
+            Err(StorageError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            open("not a url", &opts),
+            Err(StorageError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            open("s3:///prefix", &opts),
+            Err(StorageError::InvalidUrl { .. })
+        ));
     }
 
     #[test]

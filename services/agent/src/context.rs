@@ -6,7 +6,12 @@ use strata_clock::Clock;
 use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_storage::Bucket;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::Channel;
+
+/// How long a stopping agent waits for connections to write their last responses.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use crate::config::AgentConfig;
 use crate::ingest::Ingest;
@@ -43,7 +48,13 @@ impl Agent {
     ) -> Arc<Self> {
         let watermarks = Watermarks::default();
         watermarks.spawn_watch(metadata.clone());
-        let ingest = Ingest::start(&config, bucket.clone(), metadata.clone(), clock.clone(), watermarks.clone());
+        let ingest = Ingest::start(
+            &config,
+            bucket.clone(),
+            metadata.clone(),
+            clock.clone(),
+            watermarks.clone(),
+        );
         Arc::new(Self {
             topics: TopicCache::new(metadata.clone(), config.default_partitions),
             reader: ChunkReader::new(bucket, config.read_cache_bytes),
@@ -55,17 +66,32 @@ impl Agent {
         })
     }
 
-    /// Serves Kafka clients on `listener` until `shutdown` resolves, then flushes the open
-    /// segment so every accepted batch is committed or answered with an error.
+    /// Serves Kafka clients on `listener` until `shutdown` resolves. Then it stops reading
+    /// requests, flushes the open segment so every accepted batch is committed or failed,
+    /// and gives connections [`DRAIN_TIMEOUT`] to write the responses they owe.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        tokio::select! {
-            () = crate::server::accept_loop(Arc::clone(&self), listener) => {}
-            () = shutdown => {}
-        }
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let accepting = tokio::spawn(crate::server::accept_loop(
+            Arc::clone(&self),
+            listener,
+            stop.clone(),
+            tracker.clone(),
+        ));
+        shutdown.await;
+        stop.cancel();
+        let _ = accepting.await;
         self.ingest.shutdown().await;
+        tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still busy after the drain timeout");
+        }
     }
 }

@@ -201,14 +201,17 @@ impl Ingest {
         if open.closed {
             return Err(IngestError::ShuttingDown);
         }
-        let buffer = open.partitions.entry(key).or_insert_with(|| PartitionBuffer {
-            data: BytesMut::new(),
-            summary: BatchSummary {
-                all_compressed: true,
-                ..BatchSummary::default()
-            },
-            waiters: Vec::new(),
-        });
+        let buffer = open
+            .partitions
+            .entry(key)
+            .or_insert_with(|| PartitionBuffer {
+                data: BytesMut::new(),
+                summary: BatchSummary {
+                    all_compressed: true,
+                    ..BatchSummary::default()
+                },
+                waiters: Vec::new(),
+            });
         buffer.waiters.push(Waiter {
             offset_delta: buffer.summary.offset_count,
             reply,
@@ -247,7 +250,12 @@ fn lock(open: &Mutex<OpenSegment>) -> std::sync::MutexGuard<'_, OpenSegment> {
 }
 
 /// Waits for a flush trigger, takes the open segment and hands it to an upload task.
-async fn run_flusher(shared: Arc<Shared>, flusher: Flusher, interval: Duration, max_uploads: usize) {
+async fn run_flusher(
+    shared: Arc<Shared>,
+    flusher: Flusher,
+    interval: Duration,
+    max_uploads: usize,
+) {
     let permits = Arc::new(Semaphore::new(max_uploads));
     let mut uploads = JoinSet::new();
     // resolves when the previous segment's commit finished: commits happen in flush order
@@ -275,17 +283,21 @@ async fn run_flusher(shared: Arc<Shared>, flusher: Flusher, interval: Duration, 
             }
             continue;
         }
-        let taken = std::mem::take(&mut *lock(&shared.open));
-        if closed {
-            lock(&shared.open).closed = true;
-        }
-        if !taken.partitions.is_empty() {
-            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let taken = {
+            let mut open = lock(&shared.open);
+            open.bytes = 0;
+            open.first_append = None;
+            std::mem::take(&mut open.partitions)
+        };
+        if !taken.is_empty() {
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                break;
+            };
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let predecessor = std::mem::replace(&mut previous_commit, done_rx);
             let flusher = flusher.clone();
             uploads.spawn(async move {
-                flusher.flush(taken.partitions, predecessor).await;
+                flusher.flush(taken, predecessor).await;
                 drop(done_tx);
                 drop(permit);
             });
@@ -300,7 +312,11 @@ async fn run_flusher(shared: Arc<Shared>, flusher: Flusher, interval: Duration, 
 
 impl Flusher {
     /// Encodes, uploads and commits one segment, then answers its producers.
-    async fn flush(&self, partitions: HashMap<PartitionKey, PartitionBuffer>, predecessor: oneshot::Receiver<()>) {
+    async fn flush(
+        &self,
+        partitions: HashMap<PartitionKey, PartitionBuffer>,
+        predecessor: oneshot::Receiver<()>,
+    ) {
         let mut parts: Vec<(PartitionKey, PartitionBuffer)> = partitions.into_iter().collect();
         parts.sort_by_key(|(key, _)| *key);
         let inputs: Vec<ChunkData> = parts
@@ -310,7 +326,11 @@ impl Flusher {
         let started = Instant::now();
         let outcome = self.upload_and_commit(inputs, predecessor).await;
         match &outcome {
-            Ok(_) => tracing::debug!(partitions = parts.len(), elapsed_ms = started.elapsed().as_millis() as u64, "segment committed"),
+            Ok(_) => tracing::debug!(
+                partitions = parts.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "segment committed"
+            ),
             Err(error) => tracing::warn!(%error, partitions = parts.len(), "segment flush failed"),
         }
         for (i, (_, buffer)) in parts.into_iter().enumerate() {
@@ -346,7 +366,11 @@ impl Flusher {
         let upload = self
             .bucket
             .store
-            .put_opts(&self.bucket.path(&key), PutPayload::from_bytes(object), PutOptions::from(PutMode::Create))
+            .put_opts(
+                &self.bucket.path(&key),
+                PutPayload::from_bytes(object),
+                PutOptions::from(PutMode::Create),
+            )
             .await;
         // wait for the previous commit even when this upload failed, to keep the chain
         let _ = predecessor.await;
@@ -366,7 +390,11 @@ impl Flusher {
                 max_timestamp: entry.max_timestamp,
             })
             .collect();
-        let request = pb::CommitSegmentRequest { object_key: key, object_size, chunks };
+        let request = pb::CommitSegmentRequest {
+            object_key: key,
+            object_size,
+            chunks,
+        };
         let response = self.commit_with_retries(request).await?;
         self.watermarks.bump();
         Ok(response
@@ -383,7 +411,10 @@ impl Flusher {
     }
 
     /// Builds the segment object on a blocking thread: zstd is CPU work.
-    async fn encode(&self, inputs: Vec<ChunkData>) -> Result<(Bytes, Vec<ChunkEntry>), IngestError> {
+    async fn encode(
+        &self,
+        inputs: Vec<ChunkData>,
+    ) -> Result<(Bytes, Vec<ChunkEntry>), IngestError> {
         let level = self.zstd_level;
         tokio::task::spawn_blocking(move || {
             let mut writer = SegmentWriter::new(level);
@@ -405,7 +436,10 @@ impl Flusher {
         .map_err(|e| IngestError::Encode(e.to_string()))?
     }
 
-    async fn commit_with_retries(&self, request: pb::CommitSegmentRequest) -> Result<pb::CommitSegmentResponse, IngestError> {
+    async fn commit_with_retries(
+        &self,
+        request: pb::CommitSegmentRequest,
+    ) -> Result<pb::CommitSegmentResponse, IngestError> {
         let give_up = Instant::now() + COMMIT_RETRY_FOR;
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -425,6 +459,10 @@ impl Flusher {
 fn retryable(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Aborted | tonic::Code::Internal
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted
+            | tonic::Code::Internal
     )
 }

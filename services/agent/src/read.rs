@@ -39,7 +39,9 @@ pub struct ChunkReader {
 
 impl std::fmt::Debug for ChunkReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkReader").field("cached", &self.cache.entry_count()).finish()
+        f.debug_struct("ChunkReader")
+            .field("cached", &self.cache.entry_count())
+            .finish()
     }
 }
 
@@ -47,7 +49,9 @@ impl ChunkReader {
     /// A reader over `bucket` caching up to `cache_bytes` of decoded chunks.
     pub fn new(bucket: Bucket, cache_bytes: u64) -> Self {
         let cache = Cache::builder()
-            .weigher(|_key: &(String, u64), value: &Bytes| value.len().try_into().unwrap_or(u32::MAX))
+            .weigher(|_key: &(String, u64), value: &Bytes| {
+                value.len().try_into().unwrap_or(u32::MAX)
+            })
             .max_capacity(cache_bytes)
             .build();
         Self { bucket, cache }
@@ -99,14 +103,21 @@ impl PlacedBatch<'_> {
 }
 
 /// The batches of a decoded chunk whose first offset is `chunk_base`, with assigned offsets.
-pub fn placed_batches(data: &[u8], chunk_base: i64) -> impl Iterator<Item = Result<PlacedBatch<'_>, ReadError>> + '_ {
+pub fn placed_batches(
+    data: &[u8],
+    chunk_base: i64,
+) -> impl Iterator<Item = Result<PlacedBatch<'_>, ReadError>> + '_ {
     let mut next = chunk_base;
     BatchIter::new(data).map(move |item| {
         let (header, bytes) = item.map_err(|e| ReadError::Corrupt {
             key: String::new(),
             reason: e.to_string(),
         })?;
-        let placed = PlacedBatch { base_offset: next, header, bytes };
+        let placed = PlacedBatch {
+            base_offset: next,
+            header,
+            bytes,
+        };
         next = placed.end_offset();
         Ok(placed)
     })
@@ -117,7 +128,13 @@ pub fn placed_batches(data: &[u8], chunk_base: i64) -> impl Iterator<Item = Resu
 ///
 /// The first batch is taken even when larger than the budget if `out` is still empty, so a
 /// consumer is never stuck behind a large batch (KIP-74). Returns the bytes appended.
-pub fn serve_batches(data: &[u8], chunk_base: i64, from: i64, budget: usize, out: &mut BytesMut) -> Result<usize, ReadError> {
+pub fn serve_batches(
+    data: &[u8],
+    chunk_base: i64,
+    from: i64,
+    budget: usize,
+    out: &mut BytesMut,
+) -> Result<usize, ReadError> {
     let mut written = 0;
     for placed in placed_batches(data, chunk_base) {
         let placed = placed?;

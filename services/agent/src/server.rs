@@ -13,6 +13,8 @@ use futures::future::{BoxFuture, FutureExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::api::{self, Outcome};
 use crate::context::Agent;
@@ -24,16 +26,28 @@ const MAX_IN_FLIGHT: usize = 128;
 /// the response cannot be produced and the connection must close.
 type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, String>>;
 
-/// Accepts connections forever.
-pub async fn accept_loop(agent: Arc<Agent>, listener: TcpListener) {
+/// Accepts connections until `stop` is cancelled. Connections run on `tracker`; once
+/// `stop` is cancelled they read no further requests but still write the responses of
+/// requests already taken.
+pub async fn accept_loop(
+    agent: Arc<Agent>,
+    listener: TcpListener,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let agent = Arc::clone(&agent);
-                tokio::spawn(async move {
+                let stop = stop.clone();
+                tracker.spawn(async move {
                     tracing::debug!(%peer, "connection opened");
-                    serve_connection(agent, stream).await;
+                    serve_connection(agent, stream, stop).await;
                     tracing::debug!(%peer, "connection closed");
                 });
             }
@@ -45,12 +59,16 @@ pub async fn accept_loop(agent: Arc<Agent>, listener: TcpListener) {
     }
 }
 
-async fn serve_connection(agent: Arc<Agent>, stream: TcpStream) {
+async fn serve_connection(agent: Arc<Agent>, stream: TcpStream, stop: CancellationToken) {
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_responses(rx, writer));
     loop {
-        let frame = match read_frame(&mut reader, agent.config.max_request_bytes).await {
+        let read = tokio::select! {
+            read = read_frame(&mut reader, agent.config.max_request_bytes) => read,
+            () = stop.cancelled() => break,
+        };
+        let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(reason) => {
@@ -76,7 +94,10 @@ async fn serve_connection(agent: Arc<Agent>, stream: TcpStream) {
 
 /// Writes responses in request order. Output is buffered while further responses are
 /// ready at once and flushed before any wait, so no finished response sits in the buffer.
-async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, writer: tokio::net::tcp::OwnedWriteHalf) {
+async fn write_responses(
+    mut rx: mpsc::Receiver<PendingResponse>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+) {
     let mut writer = BufWriter::new(writer);
     loop {
         let mut pending = match rx.try_recv() {
@@ -133,6 +154,9 @@ async fn read_frame(
         return Err(format!("request size {size} outside 0..={max_bytes}"));
     }
     let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await.map_err(|e| e.to_string())?;
+    reader
+        .read_exact(&mut frame)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Some(frame.freeze()))
 }

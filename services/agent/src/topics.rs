@@ -38,16 +38,24 @@ impl Topic {
 
     /// The effective value of a config.
     pub fn config(&self, name: &str) -> Option<&str> {
-        self.configs.iter().find(|c| c.0 == name).map(|c| c.1.as_str())
+        self.configs
+            .iter()
+            .find(|c| c.0 == name)
+            .map(|c| c.1.as_str())
     }
 
     fn from_pb(topic: pb::Topic) -> Result<Self, ResponseError> {
-        let id = uuid::Uuid::from_slice(&topic.topic_id).map_err(|_| ResponseError::UnknownServerError)?;
+        let id = uuid::Uuid::from_slice(&topic.topic_id)
+            .map_err(|_| ResponseError::UnknownServerError)?;
         Ok(Self {
             id,
             name: topic.name,
             partition_count: topic.partition_count,
-            configs: topic.configs.into_iter().map(|c| (c.name, c.value, c.is_default)).collect(),
+            configs: topic
+                .configs
+                .into_iter()
+                .map(|c| (c.name, c.value, c.is_default))
+                .collect(),
         })
     }
 }
@@ -88,8 +96,14 @@ impl TopicCache {
     pub fn new(client: MetadataServiceClient<Channel>, default_partitions: i32) -> Self {
         Self {
             client,
-            by_name: Cache::builder().max_capacity(100_000).time_to_live(TOPIC_TTL).build(),
-            by_id: Cache::builder().max_capacity(100_000).time_to_live(TOPIC_TTL).build(),
+            by_name: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TOPIC_TTL)
+                .build(),
+            by_id: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(TOPIC_TTL)
+                .build(),
             default_partitions,
         }
     }
@@ -99,7 +113,8 @@ impl TopicCache {
         if let Some(topic) = self.by_name.get(name).await {
             return Ok(topic);
         }
-        self.fetch(pb::get_topic_request::Key::Name(name.to_string())).await
+        self.fetch(pb::get_topic_request::Key::Name(name.to_string()))
+            .await
     }
 
     /// The topic with id `id`; `UnknownTopicId` when it does not exist.
@@ -121,7 +136,9 @@ impl TopicCache {
             Err(ResponseError::UnknownTopicOrPartition) => {}
             other => return other,
         }
-        let created = self.create(name, self.default_partitions, Default::default(), false).await;
+        let created = self
+            .create(name, self.default_partitions, Default::default(), false)
+            .await;
         match created {
             Ok(topic) => Ok(topic),
             // another client created it first
@@ -144,8 +161,16 @@ impl TopicCache {
             configs,
             validate_only,
         };
-        let response = self.client.clone().create_topic(request).await.map_err(|s| kafka_error_of(&s))?;
-        let topic = response.into_inner().topic.ok_or(ResponseError::UnknownServerError)?;
+        let response = self
+            .client
+            .clone()
+            .create_topic(request)
+            .await
+            .map_err(|s| kafka_error_of(&s))?;
+        let topic = response
+            .into_inner()
+            .topic
+            .ok_or(ResponseError::UnknownServerError)?;
         let topic = Arc::new(Topic::from_pb(topic)?);
         if !validate_only {
             self.remember(&topic).await;
@@ -155,10 +180,18 @@ impl TopicCache {
 
     /// Deletes a topic by name.
     pub async fn delete(&self, name: &str) -> Result<uuid::Uuid, ResponseError> {
-        let request = pb::DeleteTopicRequest { name: name.to_string() };
-        let response = self.client.clone().delete_topic(request).await.map_err(|s| kafka_error_of(&s))?;
+        let request = pb::DeleteTopicRequest {
+            name: name.to_string(),
+        };
+        let response = self
+            .client
+            .clone()
+            .delete_topic(request)
+            .await
+            .map_err(|s| kafka_error_of(&s))?;
         self.by_name.invalidate(name).await;
-        let id = uuid::Uuid::from_slice(&response.into_inner().topic_id).map_err(|_| ResponseError::UnknownServerError)?;
+        let id = uuid::Uuid::from_slice(&response.into_inner().topic_id)
+            .map_err(|_| ResponseError::UnknownServerError)?;
         self.by_id.invalidate(&id).await;
         Ok(id)
     }
@@ -182,15 +215,25 @@ impl TopicCache {
 
     async fn fetch(&self, key: pb::get_topic_request::Key) -> Result<Arc<Topic>, ResponseError> {
         let request = pb::GetTopicRequest { key: Some(key) };
-        let response = self.client.clone().get_topic(request).await.map_err(|s| kafka_error_of(&s))?;
-        let topic = response.into_inner().topic.ok_or(ResponseError::UnknownServerError)?;
+        let response = self
+            .client
+            .clone()
+            .get_topic(request)
+            .await
+            .map_err(|s| kafka_error_of(&s))?;
+        let topic = response
+            .into_inner()
+            .topic
+            .ok_or(ResponseError::UnknownServerError)?;
         let topic = Arc::new(Topic::from_pb(topic)?);
         self.remember(&topic).await;
         Ok(topic)
     }
 
     async fn remember(&self, topic: &Arc<Topic>) {
-        self.by_name.insert(topic.name.clone(), Arc::clone(topic)).await;
+        self.by_name
+            .insert(topic.name.clone(), Arc::clone(topic))
+            .await;
         self.by_id.insert(topic.id, Arc::clone(topic)).await;
     }
 }

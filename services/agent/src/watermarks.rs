@@ -46,7 +46,10 @@ impl Watermarks {
         tokio::spawn(async move {
             loop {
                 let mut client = client.clone();
-                match client.watch_high_watermarks(WatchHighWatermarksRequest {}).await {
+                match client
+                    .watch_high_watermarks(WatchHighWatermarksRequest {})
+                    .await
+                {
                     Ok(response) => {
                         let mut stream = response.into_inner();
                         while let Ok(Some(_update)) = stream.message().await {

@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest,
+    FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use strata_agent::{Agent, AgentConfig};
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::MetadataServiceImpl;
@@ -25,6 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 struct Node {
     kafka: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: tokio::task::JoinHandle<()>,
 }
 
 async fn start_node(flush_interval: Duration) -> Node {
@@ -37,7 +41,9 @@ async fn start_node(flush_interval: Duration) -> Node {
             .add_service(strata_metadata::grpc_service(service))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
     );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}")).unwrap().connect_lazy();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect_lazy();
     let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let kafka = listener.local_addr().unwrap();
@@ -47,9 +53,21 @@ async fn start_node(flush_interval: Duration) -> Node {
         flush_interval,
         ..AgentConfig::default()
     };
-    let agent = Agent::start(config, MetadataServiceClient::new(channel), bucket, strata_clock::system());
-    tokio::spawn(agent.serve(listener, std::future::pending()));
-    Node { kafka }
+    let agent = Agent::start(
+        config,
+        MetadataServiceClient::new(channel),
+        bucket,
+        strata_clock::system(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(agent.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Node {
+        kafka,
+        stop: Some(stop),
+        serving,
+    }
 }
 
 struct Conn {
@@ -59,7 +77,10 @@ struct Conn {
 
 impl Conn {
     async fn open(node: &Node) -> Self {
-        Self { stream: TcpStream::connect(node.kafka).await.unwrap(), next_id: 1 }
+        Self {
+            stream: TcpStream::connect(node.kafka).await.unwrap(),
+            next_id: 1,
+        }
     }
 
     /// Sends a request without waiting; returns its correlation id.
@@ -73,7 +94,9 @@ impl Conn {
             .with_client_id(Some(StrBytes::from_static_str("wire-test")));
         let mut buf = BytesMut::new();
         buf.put_i32(0);
-        header.encode(&mut buf, api.request_header_version(version)).unwrap();
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
         body.encode(&mut buf, version).unwrap();
         let size = (buf.len() - 4) as i32;
         buf[0..4].copy_from_slice(&size.to_be_bytes());
@@ -86,8 +109,12 @@ impl Conn {
         let mut frame = vec![0u8; size as usize];
         self.stream.read_exact(&mut frame).await.unwrap();
         let mut frame = Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, expected_id, "responses come back in request order");
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        assert_eq!(
+            header.correlation_id, expected_id,
+            "responses come back in request order"
+        );
         R::decode(&mut frame, version).unwrap()
     }
 }
@@ -111,15 +138,23 @@ fn batch(first_value: usize, count: usize) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
     RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
     buf.freeze()
 }
 
 fn produce(topic: &str, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default().with_acks(-1).with_timeout_ms(5_000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
 }
 
 fn fetch(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
@@ -148,13 +183,16 @@ async fn create_topic_with(conn: &mut Conn, name: &str, configs: &[(&'static str
                 .with_value(Some(StrBytes::from_static_str(v)))
         })
         .collect();
-    let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.to_string())))
-        .with_num_partitions(1)
-        .with_replication_factor(3)
-        .with_configs(configs)]);
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(1)
+            .with_replication_factor(3)
+            .with_configs(configs)]);
     let id = conn.send(ApiKey::CreateTopics, 7, &request).await;
-    let response: kafka_protocol::messages::CreateTopicsResponse = conn.receive(ApiKey::CreateTopics, 7, id).await;
+    let response: kafka_protocol::messages::CreateTopicsResponse =
+        conn.receive(ApiKey::CreateTopics, 7, id).await;
     assert_eq!(response.topics[0].error_code, 0);
 }
 
@@ -166,7 +204,10 @@ async fn pipelined_produces_get_offsets_in_send_order() {
     create_topic(&mut conn, "ordered").await;
     let mut ids = Vec::new();
     for i in 0..40 {
-        ids.push(conn.send(ApiKey::Produce, 9, &produce("ordered", batch(i * 3, 3))).await);
+        ids.push(
+            conn.send(ApiKey::Produce, 9, &produce("ordered", batch(i * 3, 3)))
+                .await,
+        );
     }
     let mut bases = Vec::new();
     for id in ids {
@@ -176,13 +217,18 @@ async fn pipelined_produces_get_offsets_in_send_order() {
         bases.push(partition.base_offset);
     }
     let expected: Vec<i64> = (0..40).map(|i| i * 3).collect();
-    assert_eq!(bases, expected, "each request's records follow the previous request's");
+    assert_eq!(
+        bases, expected,
+        "each request's records follow the previous request's"
+    );
 
     // everything reads back in order with the assigned offsets
     let mut offset = 0;
     let mut values = Vec::new();
     while offset < 120 {
-        let id = conn.send(ApiKey::Fetch, 12, &fetch("ordered", offset, 500)).await;
+        let id = conn
+            .send(ApiKey::Fetch, 12, &fetch("ordered", offset, 500))
+            .await;
         let response: FetchResponse = conn.receive(ApiKey::Fetch, 12, id).await;
         let partition = &response.responses[0].partitions[0];
         assert_eq!(partition.error_code, 0);
@@ -207,18 +253,29 @@ async fn fetch_at_the_end_waits_for_the_next_commit() {
     let node = start_node(Duration::from_millis(20)).await;
     let mut consumer = Conn::open(&node).await;
     create_topic(&mut consumer, "poll").await;
-    let waiting = consumer.send(ApiKey::Fetch, 12, &fetch("poll", 0, 10_000)).await;
+    let waiting = consumer
+        .send(ApiKey::Fetch, 12, &fetch("poll", 0, 10_000))
+        .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut producer = Conn::open(&node).await;
-    let id = producer.send(ApiKey::Produce, 9, &produce("poll", batch(0, 2))).await;
+    let id = producer
+        .send(ApiKey::Produce, 9, &produce("poll", batch(0, 2)))
+        .await;
     let _: ProduceResponse = producer.receive(ApiKey::Produce, 9, id).await;
-    let response: FetchResponse = tokio::time::timeout(Duration::from_secs(5), consumer.receive(ApiKey::Fetch, 12, waiting))
-        .await
-        .expect("the commit wakes the waiting fetch long before max_wait_ms");
+    let response: FetchResponse = tokio::time::timeout(
+        Duration::from_secs(5),
+        consumer.receive(ApiKey::Fetch, 12, waiting),
+    )
+    .await
+    .expect("the commit wakes the waiting fetch long before max_wait_ms");
     let mut records = response.responses[0].partitions[0].records.clone().unwrap();
     assert!(records.has_remaining());
     let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
-    let values: Vec<_> = sets.iter().flat_map(|s| &s.records).map(|r| r.value.clone().unwrap()).collect();
+    let values: Vec<_> = sets
+        .iter()
+        .flat_map(|s| &s.records)
+        .map(|r| r.value.clone().unwrap())
+        .collect();
     assert_eq!(values, vec![Bytes::from("v0"), Bytes::from("v1")]);
 }
 
@@ -226,11 +283,21 @@ async fn fetch_at_the_end_waits_for_the_next_commit() {
 async fn log_append_time_topics_stamp_batches_on_arrival() {
     let node = start_node(Duration::from_millis(5)).await;
     let mut conn = Conn::open(&node).await;
-    create_topic_with(&mut conn, "stamped", &[("message.timestamp.type", "LogAppendTime")]).await;
-    let id = conn.send(ApiKey::Produce, 9, &produce("stamped", batch(0, 3))).await;
+    create_topic_with(
+        &mut conn,
+        "stamped",
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    let id = conn
+        .send(ApiKey::Produce, 9, &produce("stamped", batch(0, 3)))
+        .await;
     let response: ProduceResponse = conn.receive(ApiKey::Produce, 9, id).await;
     let append_time = response.responses[0].partition_responses[0].log_append_time_ms;
-    assert!(append_time > 1_700_000_000_000, "the broker's clock, not the records' {append_time}");
+    assert!(
+        append_time > 1_700_000_000_000,
+        "the broker's clock, not the records' {append_time}"
+    );
     let id = conn.send(ApiKey::Fetch, 12, &fetch("stamped", 0, 0)).await;
     let response: FetchResponse = conn.receive(ApiKey::Fetch, 12, id).await;
     let records = response.responses[0].partitions[0].records.clone().unwrap();
@@ -242,7 +309,10 @@ async fn log_append_time_topics_stamp_batches_on_arrival() {
         assert_eq!(header.max_timestamp, append_time);
     }
     let sets = RecordBatchDecoder::decode_all(&mut records.clone()).unwrap();
-    assert!(sets.iter().flat_map(|s| &s.records).all(|r| r.timestamp_type == TimestampType::LogAppend));
+    assert!(sets
+        .iter()
+        .flat_map(|s| &s.records)
+        .all(|r| r.timestamp_type == TimestampType::LogAppend));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,14 +320,47 @@ async fn a_ready_response_is_not_held_behind_a_waiting_one() {
     let node = start_node(Duration::from_millis(20)).await;
     let mut conn = Conn::open(&node).await;
     create_topic(&mut conn, "quiet").await;
-    let quick = conn.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).await;
-    let waiting = conn.send(ApiKey::Fetch, 12, &fetch("quiet", 0, 10_000)).await;
-    let versions: ApiVersionsResponse = tokio::time::timeout(Duration::from_secs(3), conn.receive(ApiKey::ApiVersions, 3, quick))
-        .await
-        .expect("the ApiVersions answer is sent while the fetch behind it still waits");
+    let quick = conn
+        .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    let waiting = conn
+        .send(ApiKey::Fetch, 12, &fetch("quiet", 0, 10_000))
+        .await;
+    let versions: ApiVersionsResponse = tokio::time::timeout(
+        Duration::from_secs(3),
+        conn.receive(ApiKey::ApiVersions, 3, quick),
+    )
+    .await
+    .expect("the ApiVersions answer is sent while the fetch behind it still waits");
     assert_eq!(versions.error_code, 0);
     let mut producer = Conn::open(&node).await;
-    let id = producer.send(ApiKey::Produce, 9, &produce("quiet", batch(0, 1))).await;
+    let id = producer
+        .send(ApiKey::Produce, 9, &produce("quiet", batch(0, 1)))
+        .await;
     let _: ProduceResponse = producer.receive(ApiKey::Produce, 9, id).await;
     let _: FetchResponse = conn.receive(ApiKey::Fetch, 12, waiting).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_commits_the_open_segment_and_answers_its_producers() {
+    let mut node = start_node(Duration::from_secs(60)).await;
+    let mut conn = Conn::open(&node).await;
+    create_topic(&mut conn, "drain").await;
+    let id = conn
+        .send(ApiKey::Produce, 9, &produce("drain", batch(0, 4)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    node.stop.take().unwrap().send(()).unwrap();
+    let response: ProduceResponse = tokio::time::timeout(
+        Duration::from_secs(10),
+        conn.receive(ApiKey::Produce, 9, id),
+    )
+    .await
+    .expect("answered at shutdown, not after the 60 s flush interval");
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (0, 0));
+    tokio::time::timeout(Duration::from_secs(10), node.serving)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -21,7 +21,10 @@ fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
 
 fn chunk(topic_id: TopicId, partition: i32, offsets: i64, max_timestamp: i64) -> ChunkToCommit {
     ChunkToCommit {
-        partition: PartitionId { topic_id, partition },
+        partition: PartitionId {
+            topic_id,
+            partition,
+        },
         byte_offset: 0,
         byte_length: 100,
         raw_length: 1_000,
@@ -58,15 +61,33 @@ pub async fn topic_lifecycle(store: impl MetadataStore) {
     assert_eq!(created.partition_count, 3);
     let again = store.create_topic(topic("orders", 2, 1)).await;
     assert!(matches!(again, Err(StoreError::TopicExists(_))));
-    assert_eq!(store.topic_by_name("orders").await.unwrap(), Some(created.clone()));
-    assert_eq!(store.topic_by_id([1; 16]).await.unwrap(), Some(created.clone()));
+    assert_eq!(
+        store.topic_by_name("orders").await.unwrap(),
+        Some(created.clone())
+    );
+    assert_eq!(
+        store.topic_by_id([1; 16]).await.unwrap(),
+        Some(created.clone())
+    );
     store.create_topic(topic("audit", 3, 1)).await.unwrap();
-    let names: Vec<_> = store.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    let names: Vec<_> = store
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, ["audit", "orders"]);
     assert_eq!(store.delete_topic("orders").await.unwrap(), [1; 16]);
     assert!(store.topic_by_name("orders").await.unwrap().is_none());
-    assert!(matches!(store.delete_topic("orders").await, Err(StoreError::TopicNotFound(_))));
-    let p = PartitionId { topic_id: [1; 16], partition: 0 };
+    assert!(matches!(
+        store.delete_topic("orders").await,
+        Err(StoreError::TopicNotFound(_))
+    ));
+    let p = PartitionId {
+        topic_id: [1; 16],
+        partition: 0,
+    };
     assert_eq!(store.partition_offsets(&[p]).await.unwrap(), vec![None]);
 }
 
@@ -84,9 +105,18 @@ pub async fn commits_assign_dense_offsets(store: impl MetadataStore) {
         .await
         .unwrap();
     assert_eq!(bases(&second), [Some(2), Some(5)]);
-    let p0 = PartitionId { topic_id: t, partition: 0 };
+    let p0 = PartitionId {
+        topic_id: t,
+        partition: 0,
+    };
     let offsets = store.partition_offsets(&[p0]).await.unwrap();
-    assert_eq!(offsets, vec![Some(PartitionOffsets { log_start_offset: 0, high_watermark: 6 })]);
+    assert_eq!(
+        offsets,
+        vec![Some(PartitionOffsets {
+            log_start_offset: 0,
+            high_watermark: 6
+        })]
+    );
 }
 
 /// A retried commit returns the original offsets and assigns nothing new.
@@ -97,8 +127,13 @@ pub async fn commit_is_idempotent_by_object_key(store: impl MetadataStore) {
     let retry = store.commit_segment(commit).await.unwrap();
     assert_eq!(bases(&retry), bases(&first));
     assert!(retry.already_committed);
-    let p = PartitionId { topic_id: t, partition: 0 };
-    let hw = store.partition_offsets(&[p]).await.unwrap()[0].unwrap().high_watermark;
+    let p = PartitionId {
+        topic_id: t,
+        partition: 0,
+    };
+    let hw = store.partition_offsets(&[p]).await.unwrap()[0]
+        .unwrap()
+        .high_watermark;
     assert_eq!(hw, 4);
 }
 
@@ -106,7 +141,14 @@ pub async fn commit_is_idempotent_by_object_key(store: impl MetadataStore) {
 pub async fn unknown_partitions_are_rejected_individually(store: impl MetadataStore) {
     let t = store.create_topic(topic("t", 1, 1)).await.unwrap().topic_id;
     let outcome = store
-        .commit_segment(segment("s1", vec![chunk(t, 7, 1, 1), chunk(t, 0, 1, 1), chunk([9; 16], 0, 1, 1)]))
+        .commit_segment(segment(
+            "s1",
+            vec![
+                chunk(t, 7, 1, 1),
+                chunk(t, 0, 1, 1),
+                chunk([9; 16], 0, 1, 1),
+            ],
+        ))
         .await
         .unwrap();
     assert_eq!(bases(&outcome), [None, Some(0), None]);
@@ -116,32 +158,82 @@ pub async fn unknown_partitions_are_rejected_individually(store: impl MetadataSt
 pub async fn lookup_finds_the_chunk_holding_an_offset(store: impl MetadataStore) {
     let t = store.create_topic(topic("t", 1, 1)).await.unwrap().topic_id;
     for (i, n) in [10, 10, 10].iter().enumerate() {
-        store.commit_segment(segment(&format!("s{i}"), vec![chunk(t, 0, *n, 100 * i as i64)])).await.unwrap();
+        store
+            .commit_segment(segment(
+                &format!("s{i}"),
+                vec![chunk(t, 0, *n, 100 * i as i64)],
+            ))
+            .await
+            .unwrap();
     }
-    let p = PartitionId { topic_id: t, partition: 0 };
+    let p = PartitionId {
+        topic_id: t,
+        partition: 0,
+    };
     let (offsets, rows) = store.lookup_chunks(p, 15, 1, 10).await.unwrap().unwrap();
     assert_eq!(offsets.high_watermark, 30);
-    assert_eq!(rows.len(), 1, "max_bytes bounds the rows, but at least one comes back");
-    assert_eq!((rows[0].base_offset, rows[0].end_offset, rows[0].object_key.as_str()), (10, 20, "s1"));
-    let (_, rows) = store.lookup_chunks(p, 0, u64::MAX, 10).await.unwrap().unwrap();
-    assert_eq!(rows.iter().map(|r| r.base_offset).collect::<Vec<_>>(), [0, 10, 20]);
-    let (_, rows) = store.lookup_chunks(p, 30, u64::MAX, 10).await.unwrap().unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "max_bytes bounds the rows, but at least one comes back"
+    );
+    assert_eq!(
+        (
+            rows[0].base_offset,
+            rows[0].end_offset,
+            rows[0].object_key.as_str()
+        ),
+        (10, 20, "s1")
+    );
+    let (_, rows) = store
+        .lookup_chunks(p, 0, u64::MAX, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.base_offset).collect::<Vec<_>>(),
+        [0, 10, 20]
+    );
+    let (_, rows) = store
+        .lookup_chunks(p, 30, u64::MAX, 10)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(rows.is_empty());
-    let missing = PartitionId { topic_id: t, partition: 3 };
-    assert!(store.lookup_chunks(missing, 0, 1, 1).await.unwrap().is_none());
+    let missing = PartitionId {
+        topic_id: t,
+        partition: 3,
+    };
+    assert!(store
+        .lookup_chunks(missing, 0, 1, 1)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// Timestamp queries pick the first chunk reaching the target, or the max.
 pub async fn timestamp_queries(store: impl MetadataStore) {
     let t = store.create_topic(topic("t", 1, 1)).await.unwrap().topic_id;
     for (i, ts) in [100, 300, 200].iter().enumerate() {
-        store.commit_segment(segment(&format!("s{i}"), vec![chunk(t, 0, 10, *ts)])).await.unwrap();
+        store
+            .commit_segment(segment(&format!("s{i}"), vec![chunk(t, 0, 10, *ts)]))
+            .await
+            .unwrap();
     }
-    let p = PartitionId { topic_id: t, partition: 0 };
+    let p = PartitionId {
+        topic_id: t,
+        partition: 0,
+    };
     let base = |q| {
         let store = &store;
         async move {
-            store.chunk_by_timestamp(p, q).await.unwrap().unwrap().1.map(|c| c.base_offset)
+            store
+                .chunk_by_timestamp(p, q)
+                .await
+                .unwrap()
+                .unwrap()
+                .1
+                .map(|c| c.base_offset)
         }
     };
     assert_eq!(base(TimestampQuery::AtOrAfter(150)).await, Some(10));

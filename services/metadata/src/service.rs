@@ -33,7 +33,8 @@ pub struct MetadataServiceImpl {
 
 impl std::fmt::Debug for MetadataServiceImpl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetadataServiceImpl").finish_non_exhaustive()
+        f.debug_struct("MetadataServiceImpl")
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,14 +60,17 @@ pub fn status_of(err: StoreError) -> Status {
         StoreError::TopicExists(_) => (Status::already_exists(message), "topic-exists"),
         StoreError::TopicNotFound(_) => (Status::not_found(message), "topic-not-found"),
         StoreError::InvalidTopic(_) => (Status::invalid_argument(message), "invalid-topic"),
-        StoreError::InvalidPartitions(_) => (Status::invalid_argument(message), "invalid-partitions"),
+        StoreError::InvalidPartitions(_) => {
+            (Status::invalid_argument(message), "invalid-partitions")
+        }
         StoreError::InvalidConfig(_) => (Status::invalid_argument(message), "invalid-config"),
         StoreError::InvalidRequest(_) => (Status::invalid_argument(message), "invalid-request"),
         StoreError::Database(_) => (Status::unavailable(message), "database"),
     };
-    status
-        .metadata_mut()
-        .insert(ERROR_KIND_HEADER, tonic::metadata::MetadataValue::from_static(kind));
+    status.metadata_mut().insert(
+        ERROR_KIND_HEADER,
+        tonic::metadata::MetadataValue::from_static(kind),
+    );
     status
 }
 
@@ -74,8 +78,9 @@ pub fn status_of(err: StoreError) -> Status {
 pub const ERROR_KIND_HEADER: &str = "x-strata-error";
 
 fn topic_id(bytes: &[u8]) -> Result<TopicId, Status> {
-    TopicId::try_from(bytes)
-        .map_err(|_| Status::invalid_argument(format!("topic id must be 16 bytes, got {}", bytes.len())))
+    TopicId::try_from(bytes).map_err(|_| {
+        Status::invalid_argument(format!("topic id must be 16 bytes, got {}", bytes.len()))
+    })
 }
 
 fn partition_id(topic: &[u8], partition: i32) -> Result<PartitionId, Status> {
@@ -155,21 +160,39 @@ impl MetadataService for MetadataServiceImpl {
             created_at_ms: self.clock.now_millis(),
         };
         if req.validate_only {
-            if let Some(existing) = self.store.topic_by_name(&record.name).await.map_err(status_of)? {
+            if let Some(existing) = self
+                .store
+                .topic_by_name(&record.name)
+                .await
+                .map_err(status_of)?
+            {
                 return Err(status_of(StoreError::TopicExists(existing.name)));
             }
-            return Ok(Response::new(pb::CreateTopicResponse { topic: Some(topic_to_pb(record)) }));
+            return Ok(Response::new(pb::CreateTopicResponse {
+                topic: Some(topic_to_pb(record)),
+            }));
         }
         let created = self.store.create_topic(record).await.map_err(status_of)?;
         tracing::info!(topic = %created.name, partitions = created.partition_count, "topic created");
         let snapshot = (0..created.partition_count)
             .map(|partition| {
-                let p = PartitionId { topic_id: created.topic_id, partition };
-                offsets_to_pb(p, Some(PartitionOffsets { log_start_offset: 0, high_watermark: 0 }))
+                let p = PartitionId {
+                    topic_id: created.topic_id,
+                    partition,
+                };
+                offsets_to_pb(
+                    p,
+                    Some(PartitionOffsets {
+                        log_start_offset: 0,
+                        high_watermark: 0,
+                    }),
+                )
             })
             .collect();
         let _ = self.watermarks.send(Arc::new(snapshot));
-        Ok(Response::new(pb::CreateTopicResponse { topic: Some(topic_to_pb(created)) }))
+        Ok(Response::new(pb::CreateTopicResponse {
+            topic: Some(topic_to_pb(created)),
+        }))
     }
 
     async fn delete_topic(
@@ -180,7 +203,9 @@ impl MetadataService for MetadataServiceImpl {
         topic_rules::validate_name(&name).map_err(status_of)?;
         let id = self.store.delete_topic(&name).await.map_err(status_of)?;
         tracing::info!(topic = %name, "topic deleted");
-        Ok(Response::new(pb::DeleteTopicResponse { topic_id: id.to_vec() }))
+        Ok(Response::new(pb::DeleteTopicResponse {
+            topic_id: id.to_vec(),
+        }))
     }
 
     async fn list_topics(
@@ -202,13 +227,17 @@ impl MetadataService for MetadataServiceImpl {
                 topic_rules::validate_name(&name).map_err(status_of)?;
                 self.store.topic_by_name(&name).await.map_err(status_of)?
             }
-            Some(pb::get_topic_request::Key::TopicId(id)) => {
-                self.store.topic_by_id(topic_id(&id)?).await.map_err(status_of)?
-            }
+            Some(pb::get_topic_request::Key::TopicId(id)) => self
+                .store
+                .topic_by_id(topic_id(&id)?)
+                .await
+                .map_err(status_of)?,
             None => return Err(Status::invalid_argument("a topic name or id is required")),
         };
         let topic = found.ok_or_else(|| Status::not_found("topic does not exist"))?;
-        Ok(Response::new(pb::GetTopicResponse { topic: Some(topic_to_pb(topic)) }))
+        Ok(Response::new(pb::GetTopicResponse {
+            topic: Some(topic_to_pb(topic)),
+        }))
     }
 
     async fn commit_segment(
@@ -241,14 +270,23 @@ impl MetadataService for MetadataServiceImpl {
             chunks,
             committed_at_ms: self.clock.now_millis(),
         };
-        let outcome = self.store.commit_segment(commit.clone()).await.map_err(status_of)?;
+        let outcome = self
+            .store
+            .commit_segment(commit.clone())
+            .await
+            .map_err(status_of)?;
         let mut results = Vec::with_capacity(outcome.chunks.len());
         let mut changed = Vec::new();
         for (chunk, result) in commit.chunks.iter().zip(&outcome.chunks) {
             let p = chunk.partition;
             let (error, base_offset, offsets) = match *result {
-                ChunkOutcome::Committed { base_offset, offsets } => (pb::PartitionError::None, base_offset, Some(offsets)),
-                ChunkOutcome::UnknownPartition => (pb::PartitionError::UnknownTopicOrPartition, -1, None),
+                ChunkOutcome::Committed {
+                    base_offset,
+                    offsets,
+                } => (pb::PartitionError::None, base_offset, Some(offsets)),
+                ChunkOutcome::UnknownPartition => {
+                    (pb::PartitionError::UnknownTopicOrPartition, -1, None)
+                }
             };
             if let Some(o) = offsets {
                 changed.push(offsets_to_pb(p, Some(o)));
@@ -304,14 +342,20 @@ impl MetadataService for MetadataServiceImpl {
         request: Request<pb::LookupByTimestampRequest>,
     ) -> Result<Response<pb::LookupByTimestampResponse>, Status> {
         let req = request.into_inner();
-        let part = req.partition.ok_or_else(|| Status::invalid_argument("partition is required"))?;
+        let part = req
+            .partition
+            .ok_or_else(|| Status::invalid_argument("partition is required"))?;
         let p = partition_id(&part.topic_id, part.partition)?;
         let query = if req.max_timestamp {
             TimestampQuery::Max
         } else {
             TimestampQuery::AtOrAfter(req.timestamp)
         };
-        let found = self.store.chunk_by_timestamp(p, query).await.map_err(status_of)?;
+        let found = self
+            .store
+            .chunk_by_timestamp(p, query)
+            .await
+            .map_err(status_of)?;
         let (offsets, chunk) = match found {
             Some((offsets, chunk)) => (Some(offsets), chunk),
             None => (None, None),
@@ -335,9 +379,17 @@ impl MetadataService for MetadataServiceImpl {
             .iter()
             .map(|p| partition_id(&p.topic_id, p.partition))
             .collect::<Result<Vec<_>, Status>>()?;
-        let offsets = self.store.partition_offsets(&ids).await.map_err(status_of)?;
+        let offsets = self
+            .store
+            .partition_offsets(&ids)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(pb::GetPartitionOffsetsResponse {
-            partitions: ids.into_iter().zip(offsets).map(|(p, o)| offsets_to_pb(p, o)).collect(),
+            partitions: ids
+                .into_iter()
+                .zip(offsets)
+                .map(|(p, o)| offsets_to_pb(p, o))
+                .collect(),
         }))
     }
 
@@ -357,7 +409,9 @@ impl MetadataService for MetadataServiceImpl {
             }
             loop {
                 let next = match updates.recv().await {
-                    Ok(changed) => Ok(pb::HighWatermarkUpdate { partitions: changed.as_ref().clone() }),
+                    Ok(changed) => Ok(pb::HighWatermarkUpdate {
+                        partitions: changed.as_ref().clone(),
+                    }),
                     Err(broadcast::error::RecvError::Lagged(_)) => snapshot(store.as_ref()).await,
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
@@ -373,7 +427,10 @@ impl MetadataService for MetadataServiceImpl {
 async fn snapshot(store: &dyn MetadataStore) -> Result<pb::HighWatermarkUpdate, Status> {
     let all = store.all_partition_offsets().await.map_err(status_of)?;
     Ok(pb::HighWatermarkUpdate {
-        partitions: all.into_iter().map(|(p, o)| offsets_to_pb(p, Some(o))).collect(),
+        partitions: all
+            .into_iter()
+            .map(|(p, o)| offsets_to_pb(p, Some(o)))
+            .collect(),
     })
 }
 

@@ -109,8 +109,16 @@ impl SqliteStore {
     }
 }
 
-fn topic_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Vec<u8>, String, i32, String, i64)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+fn topic_from_row(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(Vec<u8>, String, i32, String, i64)> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
 fn to_topic(raw: (Vec<u8>, String, i32, String, i64)) -> Result<TopicRecord, StoreError> {
@@ -156,7 +164,11 @@ fn offsets_of(tx: &Connection, p: &PartitionId) -> Result<Option<PartitionOffset
     .map_err(db)
 }
 
-fn select_topic(conn: &Connection, clause: &str, key: &dyn rusqlite::ToSql) -> Result<Option<TopicRecord>, StoreError> {
+fn select_topic(
+    conn: &Connection,
+    clause: &str,
+    key: &dyn rusqlite::ToSql,
+) -> Result<Option<TopicRecord>, StoreError> {
     let sql = format!(
         "SELECT topic_id, name, partition_count, configs, created_at_ms FROM topics WHERE {clause}"
     );
@@ -170,7 +182,10 @@ fn select_topic(conn: &Connection, clause: &str, key: &dyn rusqlite::ToSql) -> R
 }
 
 /// Replays the chunks stored for an already-committed object, in request order.
-fn replay_commit(tx: &Transaction<'_>, commit: &SegmentCommit) -> Result<Vec<ChunkOutcome>, StoreError> {
+fn replay_commit(
+    tx: &Transaction<'_>,
+    commit: &SegmentCommit,
+) -> Result<Vec<ChunkOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(commit.chunks.len());
     for chunk in &commit.chunks {
         let p = chunk.partition;
@@ -184,19 +199,29 @@ fn replay_commit(tx: &Transaction<'_>, commit: &SegmentCommit) -> Result<Vec<Chu
             .map_err(db)?;
         let offsets = offsets_of(tx, &p)?;
         outcomes.push(match (base, offsets) {
-            (Some(base_offset), Some(offsets)) => ChunkOutcome::Committed { base_offset, offsets },
+            (Some(base_offset), Some(offsets)) => ChunkOutcome::Committed {
+                base_offset,
+                offsets,
+            },
             _ => ChunkOutcome::UnknownPartition,
         });
     }
     Ok(outcomes)
 }
 
-fn apply_commit(tx: &Transaction<'_>, commit: &SegmentCommit) -> Result<Vec<ChunkOutcome>, StoreError> {
+fn apply_commit(
+    tx: &Transaction<'_>,
+    commit: &SegmentCommit,
+) -> Result<Vec<ChunkOutcome>, StoreError> {
     tx.prepare_cached(
         "INSERT INTO segments (object_key, object_size, committed_at_ms) VALUES (?1, ?2, ?3)",
     )
     .map_err(db)?
-    .execute(params![commit.object_key, commit.object_size as i64, commit.committed_at_ms])
+    .execute(params![
+        commit.object_key,
+        commit.object_size as i64,
+        commit.committed_at_ms
+    ])
     .map_err(db)?;
     let mut outcomes = Vec::with_capacity(commit.chunks.len());
     for chunk in &commit.chunks {
@@ -289,9 +314,12 @@ impl MetadataStore for SqliteStore {
                 return Err(StoreError::TopicNotFound(format!("{name:?}")));
             };
             let id = &topic.topic_id[..];
-            tx.execute("DELETE FROM chunks WHERE topic_id = ?1", [id]).map_err(db)?;
-            tx.execute("DELETE FROM partitions WHERE topic_id = ?1", [id]).map_err(db)?;
-            tx.execute("DELETE FROM topics WHERE topic_id = ?1", [id]).map_err(db)?;
+            tx.execute("DELETE FROM chunks WHERE topic_id = ?1", [id])
+                .map_err(db)?;
+            tx.execute("DELETE FROM partitions WHERE topic_id = ?1", [id])
+                .map_err(db)?;
+            tx.execute("DELETE FROM topics WHERE topic_id = ?1", [id])
+                .map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(topic.topic_id)
         })
@@ -311,11 +339,13 @@ impl MetadataStore for SqliteStore {
 
     async fn topic_by_name(&self, name: &str) -> Result<Option<TopicRecord>, StoreError> {
         let name = name.to_string();
-        self.with_conn(move |conn| select_topic(conn, "name = ?1", &name)).await
+        self.with_conn(move |conn| select_topic(conn, "name = ?1", &name))
+            .await
     }
 
     async fn topic_by_id(&self, id: TopicId) -> Result<Option<TopicRecord>, StoreError> {
-        self.with_conn(move |conn| select_topic(conn, "topic_id = ?1", &id.to_vec())).await
+        self.with_conn(move |conn| select_topic(conn, "topic_id = ?1", &id.to_vec()))
+            .await
     }
 
     async fn commit_segment(&self, commit: SegmentCommit) -> Result<CommitOutcome, StoreError> {
@@ -328,11 +358,17 @@ impl MetadataStore for SqliteStore {
                 .map_err(db)?;
             if seen {
                 let chunks = replay_commit(&tx, &commit)?;
-                return Ok(CommitOutcome { chunks, already_committed: true });
+                return Ok(CommitOutcome {
+                    chunks,
+                    already_committed: true,
+                });
             }
             let chunks = apply_commit(&tx, &commit)?;
             tx.commit().map_err(db)?;
-            Ok(CommitOutcome { chunks, already_committed: false })
+            Ok(CommitOutcome {
+                chunks,
+                already_committed: false,
+            })
         })
         .await
     }
@@ -351,20 +387,35 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Vec<(PartitionId, PartitionOffsets)>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn
-                .prepare_cached("SELECT topic_id, partition, log_start_offset, next_offset FROM partitions")
+                .prepare_cached(
+                    "SELECT topic_id, partition, log_start_offset, next_offset FROM partitions",
+                )
                 .map_err(db)?;
             let rows = stmt
                 .query_map([], |row| {
-                    Ok((row.get::<_, Vec<u8>>(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    Ok((
+                        row.get::<_, Vec<u8>>(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                    ))
                 })
                 .map_err(db)?;
             let mut out = Vec::new();
             for row in rows {
                 let (id, partition, log_start_offset, high_watermark) = row.map_err(db)?;
-                let Ok(topic_id) = TopicId::try_from(id) else { continue };
+                let Ok(topic_id) = TopicId::try_from(id) else {
+                    continue;
+                };
                 out.push((
-                    PartitionId { topic_id, partition },
-                    PartitionOffsets { log_start_offset, high_watermark },
+                    PartitionId {
+                        topic_id,
+                        partition,
+                    },
+                    PartitionOffsets {
+                        log_start_offset,
+                        high_watermark,
+                    },
                 ));
             }
             Ok(out)
@@ -391,7 +442,15 @@ impl MetadataStore for SqliteStore {
             let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
             let start = offset.max(offsets.log_start_offset);
             let rows = stmt
-                .query_map(params![&partition.topic_id[..], partition.partition, start, max_rows.max(1)], chunk_from_row)
+                .query_map(
+                    params![
+                        &partition.topic_id[..],
+                        partition.partition,
+                        start,
+                        max_rows.max(1)
+                    ],
+                    chunk_from_row,
+                )
                 .map_err(db)?;
             let mut chunks = Vec::new();
             let mut bytes = 0u64;
@@ -430,7 +489,12 @@ impl MetadataStore for SqliteStore {
                 .prepare_cached(&sql)
                 .map_err(db)?
                 .query_row(
-                    params![&partition.topic_id[..], partition.partition, offsets.log_start_offset, target],
+                    params![
+                        &partition.topic_id[..],
+                        partition.partition,
+                        offsets.log_start_offset,
+                        target
+                    ],
                     chunk_from_row,
                 )
                 .optional()

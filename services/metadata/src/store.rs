@@ -188,8 +188,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         partitions: &[PartitionId],
     ) -> Result<Vec<Option<PartitionOffsets>>, StoreError>;
     /// Offsets of every partition.
-    async fn all_partition_offsets(&self)
-        -> Result<Vec<(PartitionId, PartitionOffsets)>, StoreError>;
+    async fn all_partition_offsets(
+        &self,
+    ) -> Result<Vec<(PartitionId, PartitionOffsets)>, StoreError>;
     /// Index rows from the one holding `offset` on, at most `max_rows`, stopping once their
     /// raw sizes reach `max_bytes` (always at least one row when any exists).
     async fn lookup_chunks(

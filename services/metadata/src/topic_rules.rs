@@ -79,15 +79,27 @@ const fn def(name: &'static str, default: &'static str, kind: ValueKind) -> Conf
 /// Every topic config Strata accepts, in the order DescribeConfigs lists them.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("cleanup.policy", "delete", ValueKind::OneOf(&["delete"])),
-    def("compression.type", "producer", ValueKind::OneOf(&["producer", "uncompressed", "zstd", "lz4", "snappy", "gzip"])),
+    def(
+        "compression.type",
+        "producer",
+        ValueKind::OneOf(&["producer", "uncompressed", "zstd", "lz4", "snappy", "gzip"]),
+    ),
     def("max.message.bytes", "1048588", ValueKind::IntAtLeast(0)),
-    def("message.timestamp.type", "CreateTime", ValueKind::OneOf(&["CreateTime", "LogAppendTime"])),
+    def(
+        "message.timestamp.type",
+        "CreateTime",
+        ValueKind::OneOf(&["CreateTime", "LogAppendTime"]),
+    ),
     def("min.insync.replicas", "1", ValueKind::IntAtLeast(1)),
     def("retention.bytes", "-1", ValueKind::IntAtLeast(-1)),
     def("retention.ms", "604800000", ValueKind::IntAtLeast(-1)),
     def("segment.bytes", "1073741824", ValueKind::IntAtLeast(14)),
     def("segment.ms", "604800000", ValueKind::IntAtLeast(1)),
-    def("unclean.leader.election.enable", "false", ValueKind::OneOf(&["true", "false"])),
+    def(
+        "unclean.leader.election.enable",
+        "false",
+        ValueKind::OneOf(&["true", "false"]),
+    ),
     def("message.downconversion.enable", "true", ValueKind::Any),
 ];
 

@@ -15,11 +15,15 @@ pub fn load_into_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {
     let env: std::collections::HashMap<String, String> = env.into_iter().collect();
-    let Some(path) = config_path(args).or_else(|| env.get("STRATA_CONFIG").map(PathBuf::from)) else {
+    let Some(path) = config_path(args).or_else(|| env.get("STRATA_CONFIG").map(PathBuf::from))
+    else {
         return Ok(());
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    for (name, value) in env_pairs(&text).with_context(|| format!("in config file {}", path.display()))? {
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    for (name, value) in
+        env_pairs(&text).with_context(|| format!("in config file {}", path.display()))?
+    {
         if !env.contains_key(&name) {
             std::env::set_var(name, value);
         }
@@ -51,9 +55,15 @@ pub fn env_pairs(text: &str) -> anyhow::Result<Vec<(String, String)>> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(f) => f.to_string(),
-            other => bail!("setting {key:?} must be a string, number or boolean, not {}", other.type_str()),
+            other => bail!(
+                "setting {key:?} must be a string, number or boolean, not {}",
+                other.type_str()
+            ),
         };
-        pairs.push((format!("STRATA_{}", key.to_ascii_uppercase().replace('-', "_")), value));
+        pairs.push((
+            format!("STRATA_{}", key.to_ascii_uppercase().replace('-', "_")),
+            value,
+        ));
     }
     Ok(pairs)
 }
@@ -64,8 +74,10 @@ mod tests {
 
     #[test]
     fn keys_become_strata_variables() {
-        let pairs = env_pairs("flush_interval = \"250ms\"\nflush_bytes = 1024\nauto_create_topics = false\n")
-            .expect("valid toml");
+        let pairs = env_pairs(
+            "flush_interval = \"250ms\"\nflush_bytes = 1024\nauto_create_topics = false\n",
+        )
+        .expect("valid toml");
         assert_eq!(
             pairs,
             vec![

@@ -44,7 +44,8 @@ fn open_store(url: &str) -> anyhow::Result<Arc<dyn MetadataStore>> {
     let Some(path) = url.strip_prefix("sqlite://") else {
         bail!("unsupported metadata store {url:?}; use sqlite:///path/to/metadata.db");
     };
-    let store = SqliteStore::open(Path::new(path)).with_context(|| format!("cannot open metadata store {url}"))?;
+    let store = SqliteStore::open(Path::new(path))
+        .with_context(|| format!("cannot open metadata store {url}"))?;
     Ok(Arc::new(store))
 }
 
@@ -55,7 +56,10 @@ struct MetadataServer {
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
-async fn start_metadata(args: &MetadataArgs, default_store: Option<String>) -> anyhow::Result<MetadataServer> {
+async fn start_metadata(
+    args: &MetadataArgs,
+    default_store: Option<String>,
+) -> anyhow::Result<MetadataServer> {
     let store_url = args
         .store
         .clone()
@@ -65,7 +69,12 @@ async fn start_metadata(args: &MetadataArgs, default_store: Option<String>) -> a
     let service = MetadataServiceImpl::new(store, strata_clock::system());
     let listener = TcpListener::bind(args.metadata_listen)
         .await
-        .with_context(|| format!("cannot listen on {} for the metadata service", args.metadata_listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for the metadata service",
+                args.metadata_listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -111,7 +120,10 @@ async fn start_agent(
         endpoint: args.s3_endpoint.clone(),
         region: args.s3_region.clone(),
         path_style: args.s3_path_style,
-        allow_http: args.s3_endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
+        allow_http: args
+            .s3_endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://")),
         ..S3Options::default()
     };
     let bucket = strata_storage::open(&bucket_url, &s3)?;
@@ -136,27 +148,40 @@ async fn start_agent(
         ..AgentConfig::default()
     };
     tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
-    Ok((Agent::start(config, metadata, bucket, strata_clock::system()), listener))
+    Ok((
+        Agent::start(config, metadata, bucket, strata_clock::system()),
+        listener,
+    ))
 }
 
 fn advertised(addr: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
     let Some(addr) = addr else {
-        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_string() } else { bound.ip().to_string() };
+        let host = if bound.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            bound.ip().to_string()
+        };
         return Ok((host, bound.port()));
     };
-    let (host, port) = addr.rsplit_once(':').with_context(|| format!("--advertised-addr {addr:?} must be host:port"))?;
-    let port = port.parse().with_context(|| format!("invalid port in --advertised-addr {addr:?}"))?;
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("--advertised-addr {addr:?} must be host:port"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("invalid port in --advertised-addr {addr:?}"))?;
     Ok((host.to_string(), port))
 }
 
 fn file_url(path: &Path) -> anyhow::Result<String> {
-    let absolute = std::path::absolute(path).with_context(|| format!("invalid path {}", path.display()))?;
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("invalid path {}", path.display()))?;
     Ok(format!("file://{}", absolute.display()))
 }
 
 /// `strata dev`: metadata service and agent in one process.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = std::path::absolute(&args.data_dir)?;
     let default_store = format!("sqlite://{}", data_dir.join("metadata.db").display());
     let server = start_metadata(&args.metadata, Some(default_store)).await?;
@@ -186,7 +211,10 @@ pub async fn metadata(args: MetadataArgs, default_store: Option<String>) -> anyh
 pub async fn agent(args: AgentOnlyArgs) -> anyhow::Result<()> {
     let client = metadata_client(&args.metadata)?;
     let (agent, listener) = start_agent(&args.agent, client, None).await?;
-    println!("strata agent ready: bootstrap={}:{}", agent.config.advertised_host, agent.config.advertised_port);
+    println!(
+        "strata agent ready: bootstrap={}:{}",
+        agent.config.advertised_host, agent.config.advertised_port
+    );
     agent.serve(listener, shutdown_signal()).await;
     Ok(())
 }

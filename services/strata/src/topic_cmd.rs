@@ -12,7 +12,12 @@ use tonic::transport::Channel;
 #[derive(Debug, Args)]
 pub struct TopicArgs {
     /// URL of the metadata service.
-    #[arg(long, env = "STRATA_METADATA", default_value = "http://127.0.0.1:9093", global = true)]
+    #[arg(
+        long,
+        env = "STRATA_METADATA",
+        default_value = "http://127.0.0.1:9093",
+        global = true
+    )]
     pub metadata: String,
     #[command(subcommand)]
     pub action: TopicAction,
@@ -57,13 +62,18 @@ fn parse_configs(pairs: &[String]) -> anyhow::Result<HashMap<String, String>> {
 }
 
 fn topic_id(bytes: &[u8]) -> String {
-    uuid::Uuid::from_slice(bytes).map(|u| u.to_string()).unwrap_or_else(|_| "?".into())
+    uuid::Uuid::from_slice(bytes)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Turns a gRPC failure into a message for the operator.
 fn explain(status: tonic::Status, metadata: &str) -> anyhow::Error {
     match status.code() {
-        tonic::Code::Unavailable => anyhow::anyhow!("cannot reach the metadata service at {metadata}: {}", status.message()),
+        tonic::Code::Unavailable => anyhow::anyhow!(
+            "cannot reach the metadata service at {metadata}: {}",
+            status.message()
+        ),
         _ => anyhow::anyhow!("{}", status.message()),
     }
 }
@@ -77,32 +87,73 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
     let mut client = MetadataServiceClient::new(channel);
     let url = args.metadata.as_str();
     match args.action {
-        TopicAction::Create { name, partitions, configs } => {
+        TopicAction::Create {
+            name,
+            partitions,
+            configs,
+        } => {
             let request = pb::CreateTopicRequest {
                 name,
                 partition_count: partitions,
                 configs: parse_configs(&configs)?,
                 validate_only: false,
             };
-            let topic = client.create_topic(request).await.map_err(|s| explain(s, url))?.into_inner().topic.context("empty reply")?;
-            println!("created topic {} ({} partitions, id {})", topic.name, topic.partition_count, topic_id(&topic.topic_id));
+            let topic = client
+                .create_topic(request)
+                .await
+                .map_err(|s| explain(s, url))?
+                .into_inner()
+                .topic
+                .context("empty reply")?;
+            println!(
+                "created topic {} ({} partitions, id {})",
+                topic.name,
+                topic.partition_count,
+                topic_id(&topic.topic_id)
+            );
         }
         TopicAction::List => {
-            let topics = client.list_topics(pb::ListTopicsRequest {}).await.map_err(|s| explain(s, url))?.into_inner().topics;
+            let topics = client
+                .list_topics(pb::ListTopicsRequest {})
+                .await
+                .map_err(|s| explain(s, url))?
+                .into_inner()
+                .topics;
             for topic in topics {
-                println!("{}\t{}\t{}", topic.name, topic.partition_count, topic_id(&topic.topic_id));
+                println!(
+                    "{}\t{}\t{}",
+                    topic.name,
+                    topic.partition_count,
+                    topic_id(&topic.topic_id)
+                );
             }
         }
         TopicAction::Describe { name } => {
-            let request = pb::GetTopicRequest { key: Some(pb::get_topic_request::Key::Name(name)) };
-            let topic = client.get_topic(request).await.map_err(|s| explain(s, url))?.into_inner().topic.context("empty reply")?;
-            println!("topic: {}\nid: {}\npartitions: {}\nconfigs:", topic.name, topic_id(&topic.topic_id), topic.partition_count);
+            let request = pb::GetTopicRequest {
+                key: Some(pb::get_topic_request::Key::Name(name)),
+            };
+            let topic = client
+                .get_topic(request)
+                .await
+                .map_err(|s| explain(s, url))?
+                .into_inner()
+                .topic
+                .context("empty reply")?;
+            println!(
+                "topic: {}\nid: {}\npartitions: {}\nconfigs:",
+                topic.name,
+                topic_id(&topic.topic_id),
+                topic.partition_count
+            );
             for c in &topic.configs {
                 let source = if c.is_default { "default" } else { "topic" };
                 println!("  {}={} ({source})", c.name, c.value);
             }
             let refs = (0..topic.partition_count)
-                .map(|partition| pb::PartitionRef { topic_id: topic.topic_id.clone(), partition })
+                .map(|partition| pb::PartitionRef {
+                    topic_id: topic.topic_id.clone(),
+                    partition,
+                })
                 .collect();
             let offsets = client
                 .get_partition_offsets(pb::GetPartitionOffsetsRequest { partitions: refs })
@@ -111,11 +162,17 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .partitions;
             for p in offsets {
-                println!("partition {}: log_start={} high_watermark={}", p.partition, p.log_start_offset, p.high_watermark);
+                println!(
+                    "partition {}: log_start={} high_watermark={}",
+                    p.partition, p.log_start_offset, p.high_watermark
+                );
             }
         }
         TopicAction::Delete { name } => {
-            client.delete_topic(pb::DeleteTopicRequest { name: name.clone() }).await.map_err(|s| explain(s, url))?;
+            client
+                .delete_topic(pb::DeleteTopicRequest { name: name.clone() })
+                .await
+                .map_err(|s| explain(s, url))?;
             println!("deleted topic {name}");
         }
     }

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -24,7 +26,11 @@ pub async fn handle(agent: &Agent, request: CreateTopicsRequest) -> CreateTopics
     CreateTopicsResponse::default().with_topics(results)
 }
 
-async fn create_one(agent: &Agent, topic: CreatableTopic, validate_only: bool) -> CreatableTopicResult {
+async fn create_one(
+    agent: &Agent,
+    topic: CreatableTopic,
+    validate_only: bool,
+) -> CreatableTopicResult {
     let partitions = match (topic.num_partitions, topic.assignments.len()) {
         (-1, 0) => agent.config.default_partitions,
         (-1, assigned) => assigned as i32,
@@ -33,12 +39,24 @@ async fn create_one(agent: &Agent, topic: CreatableTopic, validate_only: bool) -
     let configs: HashMap<String, String> = topic
         .configs
         .iter()
-        .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+        .filter_map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), v.to_string()))
+        })
         .collect();
     let result = CreatableTopicResult::default()
         .with_name(topic.name.clone())
-        .with_replication_factor(if topic.replication_factor < 1 { 1 } else { topic.replication_factor });
-    match agent.topics.create(&topic.name, partitions, configs, validate_only).await {
+        .with_replication_factor(if topic.replication_factor < 1 {
+            1
+        } else {
+            topic.replication_factor
+        });
+    match agent
+        .topics
+        .create(&topic.name, partitions, configs, validate_only)
+        .await
+    {
         Ok(created) => {
             let configs = created
                 .configs
@@ -47,7 +65,11 @@ async fn create_one(agent: &Agent, topic: CreatableTopic, validate_only: bool) -
                     CreatableTopicConfigs::default()
                         .with_name(StrBytes::from_string(name.clone()))
                         .with_value(Some(StrBytes::from_string(value.clone())))
-                        .with_config_source(if *is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC })
+                        .with_config_source(if *is_default {
+                            SOURCE_DEFAULT
+                        } else {
+                            SOURCE_TOPIC
+                        })
                 })
                 .collect();
             result

@@ -7,8 +7,11 @@ use crate::context::Agent;
 
 /// Deletes each named topic independently.
 pub async fn handle(agent: &Agent, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> =
-        request.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect();
+    let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n), uuid::Uuid::nil()))
+        .collect();
     targets.extend(request.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
@@ -17,8 +20,14 @@ pub async fn handle(agent: &Agent, request: DeleteTopicsRequest) -> DeleteTopics
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-async fn delete_one(agent: &Agent, name: Option<TopicName>, id: uuid::Uuid) -> DeletableTopicResult {
-    let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
+async fn delete_one(
+    agent: &Agent,
+    name: Option<TopicName>,
+    id: uuid::Uuid,
+) -> DeletableTopicResult {
+    let result = DeletableTopicResult::default()
+        .with_name(name.clone())
+        .with_topic_id(id);
     let name = match name {
         Some(name) => name.to_string(),
         None => match agent.topics.by_id(id).await {

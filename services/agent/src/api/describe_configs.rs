@@ -27,7 +27,11 @@ pub async fn handle(agent: &Agent, request: DescribeConfigsRequest) -> DescribeC
     DescribeConfigsResponse::default().with_results(results)
 }
 
-async fn describe(agent: &Agent, resource: &DescribeConfigsResource, synonyms: bool) -> DescribeConfigsResult {
+async fn describe(
+    agent: &Agent,
+    resource: &DescribeConfigsResource,
+    synonyms: bool,
+) -> DescribeConfigsResult {
     let result = DescribeConfigsResult::default()
         .with_resource_type(resource.resource_type)
         .with_resource_name(resource.resource_name.clone());
@@ -36,7 +40,13 @@ async fn describe(agent: &Agent, resource: &DescribeConfigsResource, synonyms: b
             Ok(topic) => topic
                 .configs
                 .iter()
-                .map(|(n, v, d)| (n.clone(), v.clone(), if *d { SOURCE_DEFAULT } else { SOURCE_TOPIC }))
+                .map(|(n, v, d)| {
+                    (
+                        n.clone(),
+                        v.clone(),
+                        if *d { SOURCE_DEFAULT } else { SOURCE_TOPIC },
+                    )
+                })
                 .collect(),
             Err(error) => return with_error(result, error),
         },
@@ -55,7 +65,10 @@ async fn describe(agent: &Agent, resource: &DescribeConfigsResource, synonyms: b
 fn broker_configs(agent: &Agent) -> Vec<(String, String, i8)> {
     let c = &agent.config;
     [
-        ("auto.create.topics.enable", c.auto_create_topics.to_string()),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+        ),
         ("num.partitions", c.default_partitions.to_string()),
         ("socket.request.max.bytes", c.max_request_bytes.to_string()),
         ("broker.id", c.node_id.to_string()),

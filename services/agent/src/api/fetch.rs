@@ -40,12 +40,19 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
         } else {
             agent.topics.by_name(&topic.topic).await
         };
-        wanted.push(Wanted { request: topic, topic: resolved });
+        wanted.push(Wanted {
+            request: topic,
+            topic: resolved,
+        });
     }
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
     let mut changes = agent.watermarks.subscribe();
     loop {
         changes.borrow_and_update();
@@ -54,7 +61,10 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
         if bytes >= min_bytes.max(1) || failed || now >= deadline {
             return FetchResponse::default().with_responses(topics);
         }
-        if tokio::time::timeout(deadline - now, changes.changed()).await.is_err() {
+        if tokio::time::timeout(deadline - now, changes.changed())
+            .await
+            .is_err()
+        {
             // timed out: answer with what there is now (nothing new was committed)
             return FetchResponse::default().with_responses(topics);
         }
@@ -63,17 +73,26 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
 
 /// One pass over all partitions; returns the topics, the record bytes served and whether
 /// any partition failed with an error.
-async fn fetch_once(agent: &Agent, version: i16, wanted: &[Wanted], max_bytes: usize) -> (Vec<FetchableTopicResponse>, usize, bool) {
+async fn fetch_once(
+    agent: &Agent,
+    version: i16,
+    wanted: &[Wanted],
+    max_bytes: usize,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let lookups: Vec<pb::PartitionFetch> = wanted
         .iter()
         .filter_map(|w| w.topic.as_ref().ok().map(|t| (t, &w.request)))
         .flat_map(|(topic, request)| {
-            request.partitions.iter().filter(|p| topic.has_partition(p.partition)).map(|p| pb::PartitionFetch {
-                topic_id: topic.id.as_bytes().to_vec(),
-                partition: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(1) as u64,
-            })
+            request
+                .partitions
+                .iter()
+                .filter(|p| topic.has_partition(p.partition))
+                .map(|p| pb::PartitionFetch {
+                    topic_id: topic.id.as_bytes().to_vec(),
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(1) as u64,
+                })
         })
         .collect();
     let plans = if lookups.is_empty() {
@@ -82,7 +101,9 @@ async fn fetch_once(agent: &Agent, version: i16, wanted: &[Wanted], max_bytes: u
         agent
             .metadata
             .clone()
-            .lookup_batches(pb::LookupBatchesRequest { partitions: lookups })
+            .lookup_batches(pb::LookupBatchesRequest {
+                partitions: lookups,
+            })
             .await
             .map(|r| r.into_inner().partitions)
     };
@@ -101,7 +122,9 @@ async fn fetch_once(agent: &Agent, version: i16, wanted: &[Wanted], max_bytes: u
         let mut partitions = Vec::with_capacity(w.request.partitions.len());
         for p in &w.request.partitions {
             let plan = match &w.topic {
-                Ok(topic) if topic.has_partition(p.partition) => plans.next().ok_or(ResponseError::KafkaStorageError),
+                Ok(topic) if topic.has_partition(p.partition) => {
+                    plans.next().ok_or(ResponseError::KafkaStorageError)
+                }
                 Ok(_) => Err(ResponseError::UnknownTopicOrPartition),
                 Err(error) => Err(*error),
             };
@@ -154,7 +177,11 @@ async fn serve_partition(
         return Ok(out_of_range);
     }
     // the response budget is spent: report the bounds only
-    let budget = if *remaining == 0 { 0 } else { (request.partition_max_bytes.max(0) as usize).min(*remaining) };
+    let budget = if *remaining == 0 {
+        0
+    } else {
+        (request.partition_max_bytes.max(0) as usize).min(*remaining)
+    };
     let mut records = BytesMut::new();
     for chunk in plan.chunks.iter().take_while(|_| *remaining > 0) {
         let data = agent.reader.read(chunk).await.map_err(|error| {

@@ -3,7 +3,9 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 use strata_batch::set_base_offset;
@@ -24,24 +26,38 @@ pub async fn handle(agent: &Agent, request: ListOffsetsRequest) -> ListOffsetsRe
         let topic = agent.topics.by_name(&t.name).await;
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
-            let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let base =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let answer = match &topic {
-                Ok(topic) if topic.has_partition(p.partition_index) => lookup(agent, topic, p).await,
+                Ok(topic) if topic.has_partition(p.partition_index) => {
+                    lookup(agent, topic, p).await
+                }
                 Ok(_) => Err(ResponseError::UnknownTopicOrPartition),
                 Err(error) => Err(*error),
             };
             partitions.push(match answer {
                 Ok((offset, timestamp)) => base.with_offset(offset).with_timestamp(timestamp),
-                Err(error) => base.with_error_code(error.code()).with_offset(-1).with_timestamp(-1),
+                Err(error) => base
+                    .with_error_code(error.code())
+                    .with_offset(-1)
+                    .with_timestamp(-1),
             });
         }
-        topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions));
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
     }
     ListOffsetsResponse::default().with_topics(topics)
 }
 
 /// The (offset, timestamp) a query resolves to; (-1, -1) when no record matches.
-async fn lookup(agent: &Agent, topic: &Topic, p: &ListOffsetsPartition) -> Result<(i64, i64), ResponseError> {
+async fn lookup(
+    agent: &Agent,
+    topic: &Topic,
+    p: &ListOffsetsPartition,
+) -> Result<(i64, i64), ResponseError> {
     let partition = pb::PartitionRef {
         topic_id: topic.id.as_bytes().to_vec(),
         partition: p.partition_index,
@@ -50,14 +66,24 @@ async fn lookup(agent: &Agent, topic: &Topic, p: &ListOffsetsPartition) -> Resul
         let response = agent
             .metadata
             .clone()
-            .get_partition_offsets(pb::GetPartitionOffsetsRequest { partitions: vec![partition] })
+            .get_partition_offsets(pb::GetPartitionOffsetsRequest {
+                partitions: vec![partition],
+            })
             .await
             .map_err(|_| ResponseError::RequestTimedOut)?;
-        let offsets = response.into_inner().partitions.pop().ok_or(ResponseError::UnknownServerError)?;
+        let offsets = response
+            .into_inner()
+            .partitions
+            .pop()
+            .ok_or(ResponseError::UnknownServerError)?;
         if offsets.error != pb::PartitionError::None as i32 {
             return Err(ResponseError::UnknownTopicOrPartition);
         }
-        let offset = if p.timestamp == LATEST { offsets.high_watermark } else { offsets.log_start_offset };
+        let offset = if p.timestamp == LATEST {
+            offsets.high_watermark
+        } else {
+            offsets.log_start_offset
+        };
         return Ok((offset, -1));
     }
     if p.timestamp < MAX_TIMESTAMP {
@@ -80,13 +106,31 @@ async fn lookup(agent: &Agent, topic: &Topic, p: &ListOffsetsPartition) -> Resul
     let Some(chunk) = response.chunk else {
         return Ok((-1, -1));
     };
-    let data = agent.reader.read(&chunk).await.map_err(|_| ResponseError::KafkaStorageError)?;
-    let target = if p.timestamp == MAX_TIMESTAMP { chunk.max_timestamp } else { p.timestamp };
-    find_record(&data, chunk.base_offset, target, p.timestamp == MAX_TIMESTAMP)
+    let data = agent
+        .reader
+        .read(&chunk)
+        .await
+        .map_err(|_| ResponseError::KafkaStorageError)?;
+    let target = if p.timestamp == MAX_TIMESTAMP {
+        chunk.max_timestamp
+    } else {
+        p.timestamp
+    };
+    find_record(
+        &data,
+        chunk.base_offset,
+        target,
+        p.timestamp == MAX_TIMESTAMP,
+    )
 }
 
 /// In a decoded chunk, the first record whose timestamp is >= `target` (or == with `exact`).
-fn find_record(data: &[u8], chunk_base: i64, target: i64, exact: bool) -> Result<(i64, i64), ResponseError> {
+fn find_record(
+    data: &[u8],
+    chunk_base: i64,
+    target: i64,
+    exact: bool,
+) -> Result<(i64, i64), ResponseError> {
     for placed in placed_batches(data, chunk_base) {
         let placed = placed.map_err(|_| ResponseError::CorruptMessage)?;
         if placed.header.max_timestamp < target {
@@ -95,8 +139,15 @@ fn find_record(data: &[u8], chunk_base: i64, target: i64, exact: bool) -> Result
         let mut copy = BytesMut::from(placed.bytes);
         set_base_offset(&mut copy, placed.base_offset);
         let mut bytes: Bytes = copy.freeze();
-        let set = RecordBatchDecoder::decode(&mut bytes).map_err(|_| ResponseError::CorruptMessage)?;
-        let hit = set.records.iter().find(|r| if exact { r.timestamp == target } else { r.timestamp >= target });
+        let set =
+            RecordBatchDecoder::decode(&mut bytes).map_err(|_| ResponseError::CorruptMessage)?;
+        let hit = set.records.iter().find(|r| {
+            if exact {
+                r.timestamp == target
+            } else {
+                r.timestamp >= target
+            }
+        });
         if let Some(record) = hit {
             return Ok((record.offset, record.timestamp));
         }

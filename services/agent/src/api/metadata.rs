@@ -20,7 +20,8 @@ pub async fn handle(agent: &Agent, version: i16, request: MetadataRequest) -> Me
         .with_host(StrBytes::from_string(agent.config.advertised_host.clone()))
         .with_port(i32::from(agent.config.advertised_port));
     // auto-creation is implied before v4, where the flag did not exist
-    let allow_create = agent.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let allow_create =
+        agent.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let topics = match request.topics {
         None => match agent.topics.list().await {
             Ok(all) => all.iter().map(|t| describe(t, node)).collect(),
@@ -47,7 +48,12 @@ pub async fn handle(agent: &Agent, version: i16, request: MetadataRequest) -> Me
         .with_topics(topics)
 }
 
-async fn by_name(agent: &Agent, name: &TopicName, allow_create: bool, node: BrokerId) -> MetadataResponseTopic {
+async fn by_name(
+    agent: &Agent,
+    name: &TopicName,
+    allow_create: bool,
+    node: BrokerId,
+) -> MetadataResponseTopic {
     let lookup = if allow_create {
         agent.topics.get_or_create(name).await
     } else {

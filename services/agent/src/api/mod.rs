@@ -76,7 +76,12 @@ pub fn encode_response<R: Encodable>(call: &Call, body: &R) -> Result<Bytes, Str
     header
         .encode(&mut buf, call.api.response_header_version(call.version))
         .and_then(|()| body.encode(&mut buf, call.version))
-        .map_err(|e| format!("cannot encode {:?} v{} response: {e}", call.api, call.version))?;
+        .map_err(|e| {
+            format!(
+                "cannot encode {:?} v{} response: {e}",
+                call.api, call.version
+            )
+        })?;
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
@@ -97,7 +102,10 @@ where
 
 fn decode<T: Decodable>(frame: &mut Bytes, call: &Call) -> Result<T, Outcome> {
     T::decode(frame, call.version).map_err(|e| {
-        Outcome::Close(format!("malformed {:?} v{} request: {e}", call.api, call.version))
+        Outcome::Close(format!(
+            "malformed {:?} v{} request: {e}",
+            call.api, call.version
+        ))
     })
 }
 
@@ -147,28 +155,43 @@ async fn route(agent: Arc<Agent>, call: Call, mut frame: Bytes) -> Result<Outcom
         ApiKey::Metadata => {
             let request = decode(&mut frame, &call)?;
             let version = call.version;
-            spawn_reply(call, async move { metadata::handle(&agent, version, request).await })
+            spawn_reply(call, async move {
+                metadata::handle(&agent, version, request).await
+            })
         }
         ApiKey::CreateTopics => {
             let request = decode(&mut frame, &call)?;
-            spawn_reply(call, async move { create_topics::handle(&agent, request).await })
+            spawn_reply(
+                call,
+                async move { create_topics::handle(&agent, request).await },
+            )
         }
         ApiKey::DeleteTopics => {
             let request = decode(&mut frame, &call)?;
-            spawn_reply(call, async move { delete_topics::handle(&agent, request).await })
+            spawn_reply(
+                call,
+                async move { delete_topics::handle(&agent, request).await },
+            )
         }
         ApiKey::DescribeConfigs => {
             let request = decode(&mut frame, &call)?;
-            spawn_reply(call, async move { describe_configs::handle(&agent, request).await })
+            spawn_reply(call, async move {
+                describe_configs::handle(&agent, request).await
+            })
         }
         ApiKey::ListOffsets => {
             let request = decode(&mut frame, &call)?;
-            spawn_reply(call, async move { list_offsets::handle(&agent, request).await })
+            spawn_reply(
+                call,
+                async move { list_offsets::handle(&agent, request).await },
+            )
         }
         ApiKey::Fetch => {
             let request = decode(&mut frame, &call)?;
             let version = call.version;
-            spawn_reply(call, async move { fetch::handle(&agent, version, request).await })
+            spawn_reply(call, async move {
+                fetch::handle(&agent, version, request).await
+            })
         }
         ApiKey::Produce => {
             let request = decode(&mut frame, &call)?;

@@ -23,13 +23,20 @@ use crate::topics::Topic;
 
 /// A partition's appended batches: the commit to wait for, and the LogAppendTime given to
 /// them (-1 for CreateTime topics).
-type Pending = Result<(Option<oneshot::Receiver<Result<Appended, IngestError>>>, i64), ResponseError>;
+type Pending = Result<
+    (
+        Option<oneshot::Receiver<Result<Appended, IngestError>>>,
+        i64,
+    ),
+    ResponseError,
+>;
 
 /// Validates and appends every partition's batches, and returns the reply to send once
 /// they are committed.
 pub async fn handle(agent: &Arc<Agent>, call: Call, request: ProduceRequest) -> Outcome {
     let want_reply = request.acks != 0;
-    let mut topics: Vec<(TopicName, Vec<(i32, Pending)>)> = Vec::with_capacity(request.topic_data.len());
+    let mut topics: Vec<(TopicName, Vec<(i32, Pending)>)> =
+        Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let topic = agent.topics.by_name(&topic_data.name).await;
         let partitions = topic_data
@@ -52,12 +59,17 @@ pub async fn handle(agent: &Arc<Agent>, call: Call, request: ProduceRequest) -> 
     let received = tokio::time::Instant::now();
     Outcome::Respond(Box::pin(async move {
         let responses = join_all(topics.into_iter().map(answer_topic)).await;
-        tracing::debug!(elapsed_ms = received.elapsed().as_millis() as u64, "produce answered");
+        tracing::debug!(
+            elapsed_ms = received.elapsed().as_millis() as u64,
+            "produce answered"
+        );
         encode_response(&call, &ProduceResponse::default().with_responses(responses)).map(Some)
     }))
 }
 
-async fn answer_topic((name, partitions): (TopicName, Vec<(i32, Pending)>)) -> TopicProduceResponse {
+async fn answer_topic(
+    (name, partitions): (TopicName, Vec<(i32, Pending)>),
+) -> TopicProduceResponse {
     let mut responses = Vec::with_capacity(partitions.len());
     for (index, pending) in partitions {
         let outcome = match pending {
@@ -69,7 +81,9 @@ async fn answer_topic((name, partitions): (TopicName, Vec<(i32, Pending)>)) -> T
             Ok((None, _)) => Err(ResponseError::UnknownServerError),
             Err(error) => Err(error),
         };
-        let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+        let response = PartitionProduceResponse::default()
+            .with_index(index)
+            .with_log_append_time_ms(-1);
         responses.push(match outcome {
             Ok((appended, append_time)) => response
                 .with_log_append_time_ms(append_time)
@@ -81,7 +95,9 @@ async fn answer_topic((name, partitions): (TopicName, Vec<(i32, Pending)>)) -> T
                 .with_log_start_offset(-1),
         });
     }
-    TopicProduceResponse::default().with_name(name).with_partition_responses(responses)
+    TopicProduceResponse::default()
+        .with_name(name)
+        .with_partition_responses(responses)
 }
 
 fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: bool) -> Pending {
@@ -119,8 +135,11 @@ fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: 
 fn stamp_log_append_time(records: &mut [u8], now: i64) -> Result<(), ResponseError> {
     let mut at = 0;
     while at < records.len() {
-        let len = strata_batch::BatchHeader::parse(&records[at..]).map_err(|_| ResponseError::CorruptMessage)?.total_len();
-        strata_batch::set_log_append_time(&mut records[at..at + len], now).map_err(|_| ResponseError::CorruptMessage)?;
+        let len = strata_batch::BatchHeader::parse(&records[at..])
+            .map_err(|_| ResponseError::CorruptMessage)?
+            .total_len();
+        strata_batch::set_log_append_time(&mut records[at..at + len], now)
+            .map_err(|_| ResponseError::CorruptMessage)?;
         at += len;
     }
     Ok(())
