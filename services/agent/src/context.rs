@@ -36,6 +36,8 @@ pub struct Agent {
     pub watermarks: Watermarks,
     /// Wall clock.
     pub clock: Arc<dyn Clock>,
+    /// Cancelled when the agent stops, ending its background tasks.
+    background: CancellationToken,
 }
 
 impl Agent {
@@ -47,7 +49,8 @@ impl Agent {
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let watermarks = Watermarks::default();
-        watermarks.spawn_watch(metadata.clone());
+        let background = CancellationToken::new();
+        watermarks.spawn_watch(metadata.clone(), background.clone());
         let ingest = Ingest::start(
             &config,
             bucket.clone(),
@@ -63,6 +66,7 @@ impl Agent {
             metadata,
             clock,
             config,
+            background,
         })
     }
 
@@ -93,5 +97,6 @@ impl Agent {
         {
             tracing::warn!("connections still busy after the drain timeout");
         }
+        self.background.cancel();
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_proto::metadata::v1::WatchHighWatermarksRequest;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 /// A shared "something was committed" signal.
@@ -39,11 +40,18 @@ impl Watermarks {
         self.generation.send_modify(|g| *g = g.wrapping_add(1));
     }
 
-    /// Follows the metadata service's high-watermark stream for the life of the process,
+    /// Follows the metadata service's high-watermark stream until `stop` is cancelled,
     /// reconnecting after errors.
-    pub fn spawn_watch(&self, client: MetadataServiceClient<Channel>) {
+    pub fn spawn_watch(&self, client: MetadataServiceClient<Channel>, stop: CancellationToken) {
         let this = self.clone();
         tokio::spawn(async move {
+            stop.run_until_cancelled(this.follow(client)).await;
+        });
+    }
+
+    async fn follow(self, client: MetadataServiceClient<Channel>) {
+        let this = self;
+        {
             loop {
                 let mut client = client.clone();
                 match client
@@ -63,6 +71,6 @@ impl Watermarks {
                 this.bump();
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-        });
+        }
     }
 }

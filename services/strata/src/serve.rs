@@ -20,6 +20,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::{AgentArgs, AgentOnlyArgs, DevArgs, MetadataArgs};
 
+/// How long a stopping metadata server waits for open calls.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -90,9 +93,18 @@ async fn start_metadata(
 }
 
 impl MetadataServer {
-    async fn stop(self) -> anyhow::Result<()> {
+    /// Stops taking calls and waits up to [`STOP_TIMEOUT`] for calls in progress (open
+    /// watch streams included) before dropping them.
+    async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.task.await?.context("metadata server failed")
+        match tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await {
+            Ok(joined) => joined?.context("metadata server failed"),
+            Err(_) => {
+                tracing::warn!("metadata calls still open after the stop timeout; dropping them");
+                self.task.abort();
+                Ok(())
+            }
+        }
     }
 }
 
