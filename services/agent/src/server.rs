@@ -60,6 +60,7 @@ pub async fn accept_loop(
 }
 
 async fn serve_connection(agent: Arc<Agent>, stream: TcpStream, stop: CancellationToken) {
+    let peer = stream.peer_addr().ok();
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_responses(rx, writer));
@@ -76,7 +77,7 @@ async fn serve_connection(agent: Arc<Agent>, stream: TcpStream, stop: Cancellati
                 break;
             }
         };
-        match api::dispatch(&agent, frame).await {
+        match api::dispatch(&agent, frame, peer).await {
             Outcome::Respond(pending) => {
                 if tx.send(pending).await.is_err() {
                     break;

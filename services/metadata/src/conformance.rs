@@ -242,6 +242,60 @@ pub async fn timestamp_queries(store: impl MetadataStore) {
     assert_eq!(base(TimestampQuery::Max).await, Some(10));
 }
 
+/// Committed offsets round-trip exactly (null metadata stays null) and can be deleted.
+pub async fn committed_offsets(store: impl MetadataStore) {
+    let offset = |topic: &str, partition, offset, metadata: Option<&str>| CommittedOffset {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        leader_epoch: -1,
+        metadata: metadata.map(str::to_string),
+        commit_time_ms: 5,
+    };
+    store
+        .commit_offsets(
+            "g",
+            vec![
+                offset("a", 0, 10, Some("")),
+                offset("a", 1, 11, None),
+                offset("b", 0, 3, Some("m")),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .commit_offsets("g", vec![offset("a", 0, 12, Some("x"))])
+        .await
+        .unwrap();
+    store
+        .commit_offsets("h", vec![offset("a", 0, 1, None)])
+        .await
+        .unwrap();
+    let all = store.fetch_offsets("g", None).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            offset("a", 0, 12, Some("x")),
+            offset("a", 1, 11, None),
+            offset("b", 0, 3, Some("m"))
+        ]
+    );
+    let only_b = store
+        .fetch_offsets("g", Some(vec!["b".into()]))
+        .await
+        .unwrap();
+    assert_eq!(only_b, vec![offset("b", 0, 3, Some("m"))]);
+    store
+        .delete_offsets("g", vec![("a".into(), 1)])
+        .await
+        .unwrap();
+    assert_eq!(store.fetch_offsets("g", None).await.unwrap().len(), 2);
+    assert_eq!(store.groups_with_offsets().await.unwrap(), ["g", "h"]);
+    assert!(store.delete_group_offsets("g").await.unwrap());
+    assert!(!store.delete_group_offsets("g").await.unwrap());
+    assert!(store.fetch_offsets("g", None).await.unwrap().is_empty());
+}
+
 /// Generates one `#[tokio::test]` per conformance check for the store `$make` builds.
 macro_rules! store_conformance_tests {
     ($make:expr) => {
@@ -251,7 +305,8 @@ macro_rules! store_conformance_tests {
             commit_is_idempotent_by_object_key,
             unknown_partitions_are_rejected_individually,
             lookup_finds_the_chunk_holding_an_offset,
-            timestamp_queries
+            timestamp_queries,
+            committed_offsets
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -7,6 +7,7 @@
 //!
 //! Storage is behind [`store::MetadataStore`]; [`sqlite::SqliteStore`] is the embedded default.
 
+pub mod groups;
 pub mod service;
 pub mod sqlite;
 pub mod store;

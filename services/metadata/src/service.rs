@@ -15,6 +15,7 @@ use strata_proto::metadata::v1::metadata_service_server::MetadataService;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
+use crate::groups::{ClientInfo, GroupCoordinator};
 use crate::store::{
     ChunkOutcome, ChunkRow, ChunkToCommit, MetadataStore, PartitionId, PartitionOffsets,
     SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
@@ -29,6 +30,7 @@ pub struct MetadataServiceImpl {
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
     watermarks: broadcast::Sender<Arc<Vec<pb::PartitionOffsets>>>,
+    groups: Arc<GroupCoordinator>,
 }
 
 impl std::fmt::Debug for MetadataServiceImpl {
@@ -39,10 +41,12 @@ impl std::fmt::Debug for MetadataServiceImpl {
 }
 
 impl MetadataServiceImpl {
-    /// A service over `store`.
+    /// A service over `store`; starts the group coordinator's session timer, so it must be
+    /// called inside a tokio runtime.
     pub fn new(store: Arc<dyn MetadataStore>, clock: Arc<dyn Clock>) -> Self {
         let (watermarks, _) = broadcast::channel(1024);
         Self {
+            groups: GroupCoordinator::start(Arc::clone(&store), Arc::clone(&clock)),
             store,
             clock,
             watermarks,
@@ -390,6 +394,32 @@ impl MetadataService for MetadataServiceImpl {
                 .zip(offsets)
                 .map(|(p, o)| offsets_to_pb(p, o))
                 .collect(),
+        }))
+    }
+
+    async fn group_call(
+        &self,
+        request: Request<pb::GroupCallRequest>,
+    ) -> Result<Response<pb::GroupCallResponse>, Status> {
+        let req = request.into_inner();
+        let (Ok(api_key), Ok(version)) =
+            (i16::try_from(req.api_key), i16::try_from(req.api_version))
+        else {
+            return Err(Status::invalid_argument(
+                "api key and version must fit in 16 bits",
+            ));
+        };
+        let client = ClientInfo {
+            client_id: req.client_id,
+            client_host: req.client_host,
+        };
+        let body = self
+            .groups
+            .call(api_key, version, req.body.into(), client)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(pb::GroupCallResponse {
+            body: body.to_vec(),
         }))
     }
 

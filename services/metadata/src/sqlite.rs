@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::store::{
-    ChunkOutcome, ChunkRow, CommitOutcome, MetadataStore, PartitionId, PartitionOffsets,
-    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
+    ChunkOutcome, ChunkRow, CommitOutcome, CommittedOffset, MetadataStore, PartitionId,
+    PartitionOffsets, SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
 };
 
 const SCHEMA: &str = "
@@ -50,6 +50,16 @@ CREATE TABLE IF NOT EXISTS chunks (
     PRIMARY KEY (topic_id, partition, base_offset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_by_object ON chunks (object_key);
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    committed_offset INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
+    metadata TEXT,
+    commit_time_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
 ";
 
 const CHUNK_COLUMNS: &str =
@@ -463,6 +473,109 @@ impl MetadataStore for SqliteStore {
                 chunks.push(row);
             }
             Ok(Some((offsets, chunks)))
+        })
+        .await
+    }
+
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<(), StoreError> {
+        let group = group.to_string();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            for o in &offsets {
+                tx.prepare_cached(
+                    "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch, metadata, commit_time_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (group_id, topic, partition) DO UPDATE SET
+                       committed_offset = excluded.committed_offset, leader_epoch = excluded.leader_epoch,
+                       metadata = excluded.metadata, commit_time_ms = excluded.commit_time_ms",
+                )
+                .map_err(db)?
+                .execute(params![group, o.topic, o.partition, o.offset, o.leader_epoch, o.metadata, o.commit_time_ms])
+                .map_err(db)?;
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn fetch_offsets(
+        &self,
+        group: &str,
+        topics: Option<Vec<String>>,
+    ) -> Result<Vec<CommittedOffset>, StoreError> {
+        let group = group.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT topic, partition, committed_offset, leader_epoch, metadata, commit_time_ms
+                     FROM group_offsets WHERE group_id = ?1 ORDER BY topic, partition",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([&group], |row| {
+                    Ok(CommittedOffset {
+                        topic: row.get(0)?,
+                        partition: row.get(1)?,
+                        offset: row.get(2)?,
+                        leader_epoch: row.get(3)?,
+                        metadata: row.get(4)?,
+                        commit_time_ms: row.get(5)?,
+                    })
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let row = row.map_err(db)?;
+                if topics.as_ref().is_none_or(|t| t.contains(&row.topic)) {
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(), StoreError> {
+        let group = group.to_string();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            for (topic, partition) in &partitions {
+                tx.prepare_cached("DELETE FROM group_offsets WHERE group_id = ?1 AND topic = ?2 AND partition = ?3")
+                    .map_err(db)?
+                    .execute(params![group, topic, partition])
+                    .map_err(db)?;
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError> {
+        let group = group.to_string();
+        self.with_conn(move |conn| {
+            let deleted = conn
+                .execute("DELETE FROM group_offsets WHERE group_id = ?1", [&group])
+                .map_err(db)?;
+            Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn groups_with_offsets(&self) -> Result<Vec<String>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT DISTINCT group_id FROM group_offsets ORDER BY group_id")
+                .map_err(db)?;
+            let rows = stmt.query_map([], |row| row.get(0)).map_err(db)?;
+            rows.map(|r| r.map_err(db)).collect()
         })
         .await
     }

@@ -167,6 +167,23 @@ pub enum TimestampQuery {
     Max,
 }
 
+/// A consumer group's committed position in one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Next offset the group will read.
+    pub offset: i64,
+    /// Leader epoch the client saw, or -1.
+    pub leader_epoch: i32,
+    /// The client's metadata string, returned unchanged (null stays null).
+    pub metadata: Option<String>,
+    /// When it was committed.
+    pub commit_time_ms: i64,
+}
+
 /// The durable home of topics, offsets and the segment index.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
@@ -200,6 +217,28 @@ pub trait MetadataStore: Send + Sync + 'static {
         max_bytes: u64,
         max_rows: u32,
     ) -> Result<Option<(PartitionOffsets, Vec<ChunkRow>)>, StoreError>;
+    /// Stores committed offsets of a group, replacing earlier ones for the same partitions.
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: Vec<CommittedOffset>,
+    ) -> Result<(), StoreError>;
+    /// A group's committed offsets, for the named topics or all; ordered by topic, partition.
+    async fn fetch_offsets(
+        &self,
+        group: &str,
+        topics: Option<Vec<String>>,
+    ) -> Result<Vec<CommittedOffset>, StoreError>;
+    /// Removes a group's offsets for the given (topic, partition) pairs.
+    async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<(), StoreError>;
+    /// Removes every offset of a group; returns whether it had any.
+    async fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError>;
+    /// Names of groups that have committed offsets, sorted.
+    async fn groups_with_offsets(&self) -> Result<Vec<String>, StoreError>;
     /// The chunk a timestamp query selects, among chunks at or above the log start.
     async fn chunk_by_timestamp(
         &self,

@@ -35,6 +35,7 @@ pub fn unsupported_version(mut frame: Bytes, version: i16) -> Outcome {
         version: 0,
         correlation_id,
         client_id: None,
+        peer: None,
     };
     tracing::debug!(version, "ApiVersions version not supported");
     let body = ApiVersionsResponse::default()

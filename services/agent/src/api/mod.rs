@@ -10,8 +10,11 @@ mod create_topics;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
+mod find_coordinator;
+mod group_relay;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::future::Future;
@@ -34,6 +37,18 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// Kafka's "no error" code.
@@ -66,6 +81,8 @@ pub struct Call {
     pub correlation_id: i32,
     /// The client's id, for logs.
     pub client_id: Option<String>,
+    /// The client's address.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Encodes a response frame: size, response header, body.
@@ -82,6 +99,20 @@ pub fn encode_response<R: Encodable>(call: &Call, body: &R) -> Result<Bytes, Str
                 call.api, call.version
             )
         })?;
+    let size = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// Encodes a response frame around a body that is already encoded.
+pub fn encode_raw_response(call: &Call, body: &[u8]) -> Result<Bytes, String> {
+    let header = ResponseHeader::default().with_correlation_id(call.correlation_id);
+    let mut buf = BytesMut::with_capacity(body.len() + 16);
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, call.api.response_header_version(call.version))
+        .map_err(|e| format!("cannot encode {:?} response header: {e}", call.api))?;
+    buf.extend_from_slice(body);
     let size = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
@@ -110,7 +141,11 @@ fn decode<T: Decodable>(frame: &mut Bytes, call: &Call) -> Result<T, Outcome> {
 }
 
 /// Decodes one request frame and starts its handler.
-pub async fn dispatch(agent: &Arc<Agent>, mut frame: Bytes) -> Outcome {
+pub async fn dispatch(
+    agent: &Arc<Agent>,
+    mut frame: Bytes,
+    peer: Option<std::net::SocketAddr>,
+) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close(format!("request of {} bytes is too short", frame.len()));
     }
@@ -137,6 +172,7 @@ pub async fn dispatch(agent: &Arc<Agent>, mut frame: Bytes) -> Outcome {
         version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.as_ref().map(|c| c.to_string()),
+        peer,
     };
     let span = tracing::debug_span!("request", api = ?api, version, correlation_id = call.correlation_id, client_id = ?call.client_id);
     let _entered = span.enter();
@@ -197,6 +233,29 @@ async fn route(agent: Arc<Agent>, call: Call, mut frame: Bytes) -> Result<Outcom
             let request = decode(&mut frame, &call)?;
             produce::handle(&agent, call, request).await
         }
+        ApiKey::FindCoordinator => {
+            let request = decode(&mut frame, &call)?;
+            let version = call.version;
+            spawn_reply(call, async move {
+                find_coordinator::handle(&agent, version, request)
+            })
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let request = decode(&mut frame, &call)?;
+            spawn_reply(call, async move {
+                offset_for_leader_epoch::handle(&agent, request).await
+            })
+        }
+        ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::OffsetCommit
+        | ApiKey::OffsetFetch
+        | ApiKey::OffsetDelete
+        | ApiKey::ListGroups
+        | ApiKey::DescribeGroups
+        | ApiKey::DeleteGroups => group_relay::relay(agent, call, frame),
         other => Outcome::Close(format!("no handler for {other:?}")),
     };
     Ok(outcome)
