@@ -54,6 +54,20 @@ pub enum IngestError {
     /// The agent is shutting down and accepts no more batches.
     #[error("agent is shutting down")]
     ShuttingDown,
+    /// An idempotent producer's batch was refused.
+    #[error("idempotent batch refused: {0:?}")]
+    Sequence(SequenceError),
+}
+
+/// Why the metadata service refused an idempotent producer's batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceError {
+    /// The sequence does not follow the last one stored.
+    OutOfOrder,
+    /// The epoch is not the producer's current one.
+    FencedEpoch,
+    /// No state for this producer and the sequence does not start at 0.
+    UnknownProducer,
 }
 
 impl IngestError {
@@ -65,6 +79,15 @@ impl IngestError {
             IngestError::CommitUnknown(_) => ResponseError::RequestTimedOut,
             IngestError::UnknownPartition => ResponseError::UnknownTopicOrPartition,
             IngestError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            IngestError::Sequence(SequenceError::OutOfOrder) => {
+                ResponseError::OutOfOrderSequenceNumber
+            }
+            IngestError::Sequence(SequenceError::FencedEpoch) => {
+                ResponseError::InvalidProducerEpoch
+            }
+            IngestError::Sequence(SequenceError::UnknownProducer) => {
+                ResponseError::UnknownProducerId
+            }
         }
     }
 }
@@ -93,19 +116,60 @@ pub struct BatchSummary {
     pub all_compressed: bool,
 }
 
-/// One partition's batches and their summary, ready to encode.
-type ChunkData = (PartitionKey, Bytes, BatchSummary);
+/// A stretch of appended batches that gets offsets as one unit: a produce request's
+/// batches, or one batch of an idempotent producer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Bytes of the run.
+    pub len: u32,
+    /// Offsets the run occupies.
+    pub offset_count: i64,
+    /// The idempotent producer's id, epoch and sequences, if any.
+    pub producer: Option<pb::ProducerBatch>,
+}
+
+/// What a commit did with one chunk: its runs' results and the log start offset.
+type ChunkResult = Result<(Vec<pb::RunResult>, i64), IngestError>;
+
+/// A producer's answer from the results of its runs: the first run's offset, or the first
+/// refusal. A repeated idempotent batch answers with the offset it got the first time.
+fn answer_runs(runs: &[pb::RunResult], log_start_offset: i64) -> Result<Appended, IngestError> {
+    let mut base_offset = None;
+    for run in runs {
+        let refused = match pb::RunStatus::try_from(run.status) {
+            Ok(pb::RunStatus::Appended | pb::RunStatus::Duplicate) => None,
+            Ok(pb::RunStatus::OutOfOrderSequence) => Some(SequenceError::OutOfOrder),
+            Ok(pb::RunStatus::FencedEpoch) => Some(SequenceError::FencedEpoch),
+            Ok(pb::RunStatus::UnknownProducer) | Err(_) => Some(SequenceError::UnknownProducer),
+        };
+        if let Some(error) = refused {
+            return Err(IngestError::Sequence(error));
+        }
+        base_offset.get_or_insert(run.base_offset);
+    }
+    let base_offset = base_offset.ok_or(IngestError::UnknownPartition)?;
+    Ok(Appended {
+        base_offset,
+        log_start_offset,
+    })
+}
+
+/// One partition's batches, summary and runs, ready to encode.
+type ChunkData = (PartitionKey, Bytes, BatchSummary, Vec<pb::RunCommit>);
 
 type Reply = oneshot::Sender<Result<Appended, IngestError>>;
 
+/// A producer waiting for its runs `first_run..first_run + run_count` of a chunk.
 struct Waiter {
-    offset_delta: i64,
+    first_run: usize,
+    run_count: usize,
     reply: Option<Reply>,
 }
 
 struct PartitionBuffer {
     data: BytesMut,
     summary: BatchSummary,
+    runs: Vec<pb::RunCommit>,
     waiters: Vec<Waiter>,
 }
 
@@ -180,7 +244,8 @@ impl Ingest {
         }
     }
 
-    /// Adds validated batches of one partition to the open segment.
+    /// Adds validated batches of one partition, made of `runs` back to back, to the open
+    /// segment.
     ///
     /// With `want_reply` the returned receiver resolves once the batches are committed (or
     /// failed); without it (acks=0) the batches are stored but nobody is told.
@@ -189,6 +254,7 @@ impl Ingest {
         key: PartitionKey,
         batches: &[u8],
         summary: BatchSummary,
+        runs: Vec<Run>,
         want_reply: bool,
     ) -> Result<Option<oneshot::Receiver<Result<Appended, IngestError>>>, IngestError> {
         let (reply, receiver) = if want_reply {
@@ -210,12 +276,24 @@ impl Ingest {
                     all_compressed: true,
                     ..BatchSummary::default()
                 },
+                runs: Vec::new(),
                 waiters: Vec::new(),
             });
         buffer.waiters.push(Waiter {
-            offset_delta: buffer.summary.offset_count,
+            first_run: buffer.runs.len(),
+            run_count: runs.len(),
             reply,
         });
+        let mut raw_offset = buffer.data.len() as u32;
+        for run in runs {
+            buffer.runs.push(pb::RunCommit {
+                raw_offset,
+                raw_length: run.len,
+                offset_count: run.offset_count,
+                producer: run.producer,
+            });
+            raw_offset += run.len;
+        }
         buffer.data.extend_from_slice(batches);
         let s = &mut buffer.summary;
         s.batch_count += summary.batch_count;
@@ -321,7 +399,14 @@ impl Flusher {
         parts.sort_by_key(|(key, _)| *key);
         let inputs: Vec<ChunkData> = parts
             .iter_mut()
-            .map(|(key, b)| (*key, std::mem::take(&mut b.data).freeze(), b.summary))
+            .map(|(key, b)| {
+                (
+                    *key,
+                    std::mem::take(&mut b.data).freeze(),
+                    b.summary,
+                    std::mem::take(&mut b.runs),
+                )
+            })
             .collect();
         let started = Instant::now();
         let outcome = self.upload_and_commit(inputs, predecessor).await;
@@ -340,10 +425,16 @@ impl Flusher {
             };
             for waiter in buffer.waiters {
                 let Some(reply) = waiter.reply else { continue };
-                let answer = result.clone().map(|appended| Appended {
-                    base_offset: appended.base_offset + waiter.offset_delta,
-                    log_start_offset: appended.log_start_offset,
-                });
+                let answer =
+                    result
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|(runs, log_start_offset)| {
+                            let mine = runs
+                                .get(waiter.first_run..waiter.first_run + waiter.run_count)
+                                .unwrap_or_default();
+                            answer_runs(mine, *log_start_offset)
+                        });
                 let _ = reply.send(answer);
             }
         }
@@ -353,8 +444,15 @@ impl Flusher {
         &self,
         inputs: Vec<ChunkData>,
         predecessor: oneshot::Receiver<()>,
-    ) -> Result<Vec<Result<Appended, IngestError>>, IngestError> {
-        let offset_counts: Vec<i64> = inputs.iter().map(|(_, _, s)| s.offset_count).collect();
+    ) -> Result<Vec<ChunkResult>, IngestError> {
+        let mut runs: Vec<Vec<pb::RunCommit>> = Vec::with_capacity(inputs.len());
+        let inputs: Vec<ChunkData> = inputs
+            .into_iter()
+            .map(|(key, data, summary, chunk_runs)| {
+                runs.push(chunk_runs);
+                (key, data, summary, Vec::new())
+            })
+            .collect();
         let (object, entries) = self.encode(inputs).await?;
         let object_size = object.len() as u64;
         let key = format!(
@@ -377,8 +475,8 @@ impl Flusher {
         upload.map_err(|e| IngestError::Upload(e.to_string()))?;
         let chunks = entries
             .iter()
-            .zip(offset_counts)
-            .map(|(entry, offset_count)| pb::ChunkCommit {
+            .zip(runs)
+            .map(|(entry, runs)| pb::ChunkCommit {
                 topic_id: entry.key.topic_id.to_vec(),
                 partition: entry.key.partition,
                 byte_offset: entry.offset,
@@ -386,8 +484,8 @@ impl Flusher {
                 raw_length: entry.raw_len,
                 batch_count: entry.batch_count,
                 record_count: entry.record_count,
-                offset_count,
                 max_timestamp: entry.max_timestamp,
+                runs,
             })
             .collect();
         let request = pb::CommitSegmentRequest {
@@ -401,10 +499,7 @@ impl Flusher {
             .chunks
             .into_iter()
             .map(|chunk| match pb::PartitionError::try_from(chunk.error) {
-                Ok(pb::PartitionError::None) => Ok(Appended {
-                    base_offset: chunk.base_offset,
-                    log_start_offset: chunk.log_start_offset,
-                }),
+                Ok(pb::PartitionError::None) => Ok((chunk.runs, chunk.log_start_offset)),
                 _ => Err(IngestError::UnknownPartition),
             })
             .collect())
@@ -418,7 +513,7 @@ impl Flusher {
         let level = self.zstd_level;
         tokio::task::spawn_blocking(move || {
             let mut writer = SegmentWriter::new(level);
-            for (key, data, summary) in &inputs {
+            for (key, data, summary, _) in &inputs {
                 writer
                     .push_chunk(ChunkInput {
                         key: *key,

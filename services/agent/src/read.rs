@@ -84,6 +84,19 @@ impl ChunkReader {
     }
 }
 
+/// The batches an index row covers inside its decoded chunk.
+pub fn row_slice<'a>(data: &'a [u8], row: &IndexedChunk) -> Result<&'a [u8], ReadError> {
+    let start = row.raw_offset as usize;
+    let end = start + row.raw_length as usize;
+    data.get(start..end).ok_or_else(|| ReadError::Corrupt {
+        key: row.object_key.clone(),
+        reason: format!(
+            "index row covers bytes {start}..{end} of a {}-byte chunk",
+            data.len()
+        ),
+    })
+}
+
 /// A batch of a chunk with the offset the metadata service assigned to it.
 #[derive(Debug, Clone)]
 pub struct PlacedBatch<'a> {

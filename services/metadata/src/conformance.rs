@@ -20,6 +20,26 @@ fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
 }
 
 fn chunk(topic_id: TopicId, partition: i32, offsets: i64, max_timestamp: i64) -> ChunkToCommit {
+    chunk_of_runs(topic_id, partition, max_timestamp, &[(offsets, None)])
+}
+
+/// A chunk of 100-byte runs, each with its offset count and producer.
+fn chunk_of_runs(
+    topic_id: TopicId,
+    partition: i32,
+    max_timestamp: i64,
+    runs: &[(i64, Option<ProducerBatch>)],
+) -> ChunkToCommit {
+    let runs: Vec<RunToCommit> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, (offsets, producer))| RunToCommit {
+            raw_offset: 100 * i as u32,
+            raw_length: 100,
+            offset_count: *offsets,
+            producer: *producer,
+        })
+        .collect();
     ChunkToCommit {
         partition: PartitionId {
             topic_id,
@@ -27,11 +47,11 @@ fn chunk(topic_id: TopicId, partition: i32, offsets: i64, max_timestamp: i64) ->
         },
         byte_offset: 0,
         byte_length: 100,
-        raw_length: 1_000,
-        batch_count: 1,
-        record_count: offsets as u32,
-        offset_count: offsets,
+        raw_length: 100 * runs.len() as u32,
+        batch_count: runs.len() as u32,
+        record_count: runs.iter().map(|r| r.offset_count as u32).sum(),
         max_timestamp,
+        runs,
     }
 }
 
@@ -49,10 +69,147 @@ fn bases(outcome: &CommitOutcome) -> Vec<Option<i64>> {
         .chunks
         .iter()
         .map(|c| match c {
-            ChunkOutcome::Committed { base_offset, .. } => Some(*base_offset),
+            ChunkOutcome::Committed { runs, .. } => match runs[0] {
+                RunOutcome::Appended { base_offset } => Some(base_offset),
+                other => panic!("unexpected run outcome {other:?}"),
+            },
             ChunkOutcome::UnknownPartition => None,
         })
         .collect()
+}
+
+fn runs_of(outcome: &CommitOutcome, chunk: usize) -> Vec<RunOutcome> {
+    match &outcome.chunks[chunk] {
+        ChunkOutcome::Committed { runs, .. } => runs.clone(),
+        ChunkOutcome::UnknownPartition => panic!("partition unknown"),
+    }
+}
+
+/// Idempotent batches: retries get their original offsets, gaps and old epochs are refused,
+/// and refused or repeated runs leave no offsets and no index rows behind.
+pub async fn idempotent_producer_batches(store: impl MetadataStore) {
+    let t = store.create_topic(topic("t", 1, 1)).await.unwrap().topic_id;
+    let (pid, epoch) = store.init_producer(None).await.unwrap().unwrap();
+    assert_eq!(epoch, 0);
+    let batch = |base, last| {
+        Some(ProducerBatch {
+            producer_id: pid,
+            epoch: 0,
+            base_sequence: base,
+            last_sequence: last,
+        })
+    };
+    let first = store
+        .commit_segment(segment(
+            "s1",
+            vec![chunk_of_runs(
+                t,
+                0,
+                1,
+                &[(3, batch(0, 2)), (2, batch(3, 4))],
+            )],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs_of(&first, 0),
+        [
+            RunOutcome::Appended { base_offset: 0 },
+            RunOutcome::Appended { base_offset: 3 }
+        ]
+    );
+    // a segment holding a retry of the second batch, a gap, and then the next batch
+    let second = store
+        .commit_segment(segment(
+            "s2",
+            vec![chunk_of_runs(
+                t,
+                0,
+                1,
+                &[
+                    (2, batch(3, 4)),
+                    (1, batch(9, 9)),
+                    (1, batch(5, 5)),
+                    (4, None),
+                ],
+            )],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs_of(&second, 0),
+        [
+            RunOutcome::Duplicate { base_offset: 3 },
+            RunOutcome::Rejected(ProducerRejection::OutOfOrderSequence),
+            RunOutcome::Appended { base_offset: 5 },
+            RunOutcome::Appended { base_offset: 6 },
+        ]
+    );
+    let p = PartitionId {
+        topic_id: t,
+        partition: 0,
+    };
+    let (offsets, rows) = store
+        .lookup_chunks(p, 5, u64::MAX, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(offsets.high_watermark, 10);
+    let spans: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.object_key.as_str(),
+                r.raw_offset,
+                r.raw_length,
+                r.base_offset,
+                r.end_offset,
+            )
+        })
+        .collect();
+    assert_eq!(
+        spans,
+        [("s2", 200, 200, 5, 10)],
+        "the skipped runs are not readable"
+    );
+    // a bumped epoch fences the old one and restarts sequences
+    let (same, bumped) = store.init_producer(Some((pid, 0))).await.unwrap().unwrap();
+    assert_eq!((same, bumped), (pid, 1));
+    assert_eq!(
+        store.init_producer(Some((pid, 0))).await.unwrap(),
+        Err(ProducerRejection::FencedEpoch)
+    );
+    let third = store
+        .commit_segment(segment(
+            "s3",
+            vec![chunk_of_runs(t, 0, 1, &[(1, batch(6, 6))])],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs_of(&third, 0),
+        [RunOutcome::Rejected(ProducerRejection::FencedEpoch)]
+    );
+    // the retried commit of s2 replays its outcome exactly
+    let replay = store
+        .commit_segment(segment(
+            "s2",
+            vec![chunk_of_runs(
+                t,
+                0,
+                1,
+                &[
+                    (2, batch(3, 4)),
+                    (1, batch(9, 9)),
+                    (1, batch(5, 5)),
+                    (4, None),
+                ],
+            )],
+        ))
+        .await
+        .unwrap();
+    assert!(replay.already_committed);
+    assert_eq!(runs_of(&replay, 0), runs_of(&second, 0));
 }
 
 /// Topics are created once, found by name and id, listed, and deleted.
@@ -306,7 +463,8 @@ macro_rules! store_conformance_tests {
             unknown_partitions_are_rejected_individually,
             lookup_finds_the_chunk_holding_an_offset,
             timestamp_queries,
-            committed_offsets
+            committed_offsets,
+            idempotent_producer_batches
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -8,6 +8,8 @@
 //! Storage is behind [`store::MetadataStore`]; [`sqlite::SqliteStore`] is the embedded default.
 
 pub mod groups;
+pub mod producer_sequence;
+pub mod segment_pb;
 pub mod service;
 pub mod sqlite;
 pub mod store;

@@ -16,9 +16,10 @@ use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use crate::groups::{ClientInfo, GroupCoordinator};
+use crate::segment_pb;
 use crate::store::{
-    ChunkOutcome, ChunkRow, ChunkToCommit, MetadataStore, PartitionId, PartitionOffsets,
-    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
+    ChunkOutcome, ChunkRow, MetadataStore, PartitionId, PartitionOffsets, SegmentCommit,
+    StoreError, TimestampQuery, TopicId, TopicRecord,
 };
 use crate::topic_rules;
 
@@ -116,6 +117,7 @@ fn chunk_to_pb(row: ChunkRow) -> pb::IndexedChunk {
         object_key: row.object_key,
         byte_offset: row.byte_offset,
         byte_length: row.byte_length,
+        raw_offset: row.raw_offset,
         raw_length: row.raw_length,
         base_offset: row.base_offset,
         end_offset: row.end_offset,
@@ -255,18 +257,7 @@ impl MetadataService for MetadataServiceImpl {
         let chunks = req
             .chunks
             .iter()
-            .map(|c| {
-                Ok(ChunkToCommit {
-                    partition: partition_id(&c.topic_id, c.partition)?,
-                    byte_offset: c.byte_offset,
-                    byte_length: c.byte_length,
-                    raw_length: c.raw_length,
-                    batch_count: c.batch_count,
-                    record_count: c.record_count,
-                    offset_count: c.offset_count,
-                    max_timestamp: c.max_timestamp,
-                })
-            })
+            .map(segment_pb::chunk_from_pb)
             .collect::<Result<Vec<_>, Status>>()?;
         let commit = SegmentCommit {
             object_key: req.object_key,
@@ -283,25 +274,10 @@ impl MetadataService for MetadataServiceImpl {
         let mut changed = Vec::new();
         for (chunk, result) in commit.chunks.iter().zip(&outcome.chunks) {
             let p = chunk.partition;
-            let (error, base_offset, offsets) = match *result {
-                ChunkOutcome::Committed {
-                    base_offset,
-                    offsets,
-                } => (pb::PartitionError::None, base_offset, Some(offsets)),
-                ChunkOutcome::UnknownPartition => {
-                    (pb::PartitionError::UnknownTopicOrPartition, -1, None)
-                }
-            };
-            if let Some(o) = offsets {
-                changed.push(offsets_to_pb(p, Some(o)));
+            if let ChunkOutcome::Committed { offsets, .. } = result {
+                changed.push(offsets_to_pb(p, Some(*offsets)));
             }
-            results.push(pb::ChunkResult {
-                topic_id: p.topic_id.to_vec(),
-                partition: p.partition,
-                error: error as i32,
-                base_offset,
-                log_start_offset: offsets.map_or(-1, |o| o.log_start_offset),
-            });
+            results.push(segment_pb::chunk_result_to_pb(p, result));
         }
         if !changed.is_empty() && !outcome.already_committed {
             let _ = self.watermarks.send(Arc::new(changed));
@@ -395,6 +371,29 @@ impl MetadataService for MetadataServiceImpl {
                 .map(|(p, o)| offsets_to_pb(p, o))
                 .collect(),
         }))
+    }
+
+    async fn init_producer_id(
+        &self,
+        request: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        let req = request.into_inner();
+        let current = if req.producer_id >= 0 {
+            let epoch = i16::try_from(req.epoch)
+                .map_err(|_| Status::invalid_argument("epoch must fit in 16 bits"))?;
+            Some((req.producer_id, epoch))
+        } else {
+            None
+        };
+        match self.store.init_producer(current).await.map_err(status_of)? {
+            Ok((producer_id, epoch)) => Ok(Response::new(pb::InitProducerIdResponse {
+                producer_id,
+                epoch: i32::from(epoch),
+            })),
+            Err(rejection) => Err(Status::failed_precondition(format!(
+                "{rejection:?}: not the producer's current epoch"
+            ))),
+        }
     }
 
     async fn group_call(

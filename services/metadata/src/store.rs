@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A topic's stable 16-byte id (a UUID).
@@ -74,12 +75,39 @@ pub struct PartitionId {
 }
 
 /// Log bounds of a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionOffsets {
     /// First offset still readable.
     pub log_start_offset: i64,
     /// One past the last committed offset.
     pub high_watermark: i64,
+}
+
+/// The idempotent producer that wrote a run, and the sequence numbers of its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerBatch {
+    /// Producer id from InitProducerId.
+    pub producer_id: i64,
+    /// Producer epoch.
+    pub epoch: i16,
+    /// Sequence of the first record.
+    pub base_sequence: i32,
+    /// Sequence of the last record.
+    pub last_sequence: i32,
+}
+
+/// A contiguous stretch of a chunk's decompressed batches that gets offsets as one unit:
+/// one produce request's batches, or one idempotent batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunToCommit {
+    /// Start of the run in the decompressed chunk.
+    pub raw_offset: u32,
+    /// Length of the run in the decompressed chunk.
+    pub raw_length: u32,
+    /// Offsets the run occupies (sum of lastOffsetDelta + 1).
+    pub offset_count: i64,
+    /// Set for a batch of an idempotent producer, whose sequence is checked.
+    pub producer: Option<ProducerBatch>,
 }
 
 /// A chunk to commit: where it lies in the object and what it holds.
@@ -97,10 +125,10 @@ pub struct ChunkToCommit {
     pub batch_count: u32,
     /// Number of records.
     pub record_count: u32,
-    /// Offsets the chunk occupies.
-    pub offset_count: i64,
     /// Largest record timestamp.
     pub max_timestamp: i64,
+    /// The chunk's runs in order, covering it back to back.
+    pub runs: Vec<RunToCommit>,
 }
 
 /// A segment object to commit.
@@ -116,13 +144,41 @@ pub struct SegmentCommit {
     pub committed_at_ms: i64,
 }
 
-/// What a commit did for one chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkOutcome {
-    /// The chunk holds offsets from `base_offset` on.
-    Committed {
+/// Why an idempotent producer's batch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProducerRejection {
+    /// The sequence does not follow the last one stored.
+    OutOfOrderSequence,
+    /// The epoch is older than the producer's current epoch.
+    FencedEpoch,
+    /// No state for this producer and the sequence does not start at 0.
+    UnknownProducer,
+}
+
+/// What a commit did with one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// The run holds offsets from `base_offset` on.
+    Appended {
         /// First assigned offset.
         base_offset: i64,
+    },
+    /// The run repeats an idempotent batch stored before at `base_offset`; it was skipped.
+    Duplicate {
+        /// Where the original batch was stored.
+        base_offset: i64,
+    },
+    /// The run was refused and is not readable.
+    Rejected(ProducerRejection),
+}
+
+/// What a commit did for one chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkOutcome {
+    /// The partition exists; each run has its own outcome.
+    Committed {
+        /// One outcome per run, in order.
+        runs: Vec<RunOutcome>,
         /// The partition's offsets after the commit.
         offsets: PartitionOffsets,
     },
@@ -144,11 +200,13 @@ pub struct CommitOutcome {
 pub struct ChunkRow {
     /// Object key.
     pub object_key: String,
-    /// Byte offset in the object.
+    /// Byte offset of the chunk in the object.
     pub byte_offset: u64,
-    /// Stored length in bytes.
+    /// Stored length of the chunk in bytes.
     pub byte_length: u32,
-    /// Decompressed length in bytes.
+    /// Where the row's batches start in the decompressed chunk.
+    pub raw_offset: u32,
+    /// Length of the row's batches in the decompressed chunk.
     pub raw_length: u32,
     /// First offset in the chunk.
     pub base_offset: i64,
@@ -197,7 +255,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn topic_by_name(&self, name: &str) -> Result<Option<TopicRecord>, StoreError>;
     /// One topic by id.
     async fn topic_by_id(&self, id: TopicId) -> Result<Option<TopicRecord>, StoreError>;
-    /// Assigns offsets to a segment's chunks atomically; idempotent by object key.
+    /// Assigns offsets to a segment's runs atomically, checking idempotent producers'
+    /// sequences; idempotent by object key.
     async fn commit_segment(&self, commit: SegmentCommit) -> Result<CommitOutcome, StoreError>;
     /// Offsets of each partition, `None` where it does not exist.
     async fn partition_offsets(
@@ -217,6 +276,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         max_bytes: u64,
         max_rows: u32,
     ) -> Result<Option<(PartitionOffsets, Vec<ChunkRow>)>, StoreError>;
+    /// Issues a new producer id with epoch 0, or, given a current (id, epoch), bumps the
+    /// epoch; `FencedEpoch` when the given epoch is not the producer's current one.
+    async fn init_producer(
+        &self,
+        current: Option<(i64, i16)>,
+    ) -> Result<Result<(i64, i16), ProducerRejection>, StoreError>;
     /// Stores committed offsets of a group, replacing earlier ones for the same partitions.
     async fn commit_offsets(
         &self,

@@ -188,8 +188,10 @@ async fn serve_partition(
             tracing::warn!(%error, key = %chunk.object_key, "chunk read failed");
             ResponseError::KafkaStorageError
         })?;
+        let rows =
+            crate::read::row_slice(&data, chunk).map_err(|_| ResponseError::CorruptMessage)?;
         let room = budget.saturating_sub(records.len());
-        let added = serve_batches(&data, chunk.base_offset, offset, room, &mut records)
+        let added = serve_batches(rows, chunk.base_offset, offset, room, &mut records)
             .map_err(|_| ResponseError::CorruptMessage)?;
         // the budget stopped this chunk short, or is used up
         if records.len() >= budget || (added == 0 && !records.is_empty()) {

@@ -116,8 +116,9 @@ async fn lookup(
     } else {
         p.timestamp
     };
+    let rows = crate::read::row_slice(&data, &chunk).map_err(|_| ResponseError::CorruptMessage)?;
     find_record(
-        &data,
+        rows,
         chunk.base_offset,
         target,
         p.timestamp == MAX_TIMESTAMP,

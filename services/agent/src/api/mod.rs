@@ -12,6 +12,7 @@ mod describe_configs;
 mod fetch;
 mod find_coordinator;
 mod group_relay;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -49,6 +50,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// Kafka's "no error" code.
@@ -238,6 +240,12 @@ async fn route(agent: Arc<Agent>, call: Call, mut frame: Bytes) -> Result<Outcom
             let version = call.version;
             spawn_reply(call, async move {
                 find_coordinator::handle(&agent, version, request)
+            })
+        }
+        ApiKey::InitProducerId => {
+            let request = decode(&mut frame, &call)?;
+            spawn_reply(call, async move {
+                init_producer_id::handle(&agent, request).await
             })
         }
         ApiKey::OffsetForLeaderEpoch => {

@@ -18,8 +18,9 @@ use tokio::sync::oneshot;
 
 use super::{encode_response, Call, Outcome};
 use crate::context::Agent;
-use crate::ingest::{Appended, BatchSummary, IngestError};
+use crate::ingest::{Appended, BatchSummary, IngestError, Run};
 use crate::topics::Topic;
+use strata_proto::metadata::v1 as pb;
 
 /// A partition's appended batches: the commit to wait for, and the LogAppendTime given to
 /// them (-1 for CreateTime topics).
@@ -109,7 +110,7 @@ fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: 
         .config("max.message.bytes")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(usize::MAX);
-    let mut summary = validate(&records, max_batch)?;
+    let (mut summary, runs) = validate(&records, max_batch)?;
     let key = PartitionKey {
         topic_id: *topic.id.as_bytes(),
         partition: data.index,
@@ -126,7 +127,7 @@ fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: 
     }
     let receiver = agent
         .ingest
-        .append(key, batches, summary, want_reply)
+        .append(key, batches, summary, runs, want_reply)
         .map_err(|e| e.kafka_error())?;
     Ok((receiver, append_time))
 }
@@ -145,8 +146,14 @@ fn stamp_log_append_time(records: &mut [u8], now: i64) -> Result<(), ResponseErr
     Ok(())
 }
 
-/// Checks every batch (magic v2, length, CRC-32C, size limit) and sums what the index needs.
-fn validate(records: &[u8], max_batch_bytes: usize) -> Result<BatchSummary, ResponseError> {
+/// Checks every batch (magic v2, length, CRC-32C, size limit), sums what the index needs
+/// and splits the batches into runs: each idempotent batch alone (its sequence is checked
+/// at commit), the others together.
+fn validate(
+    records: &[u8],
+    max_batch_bytes: usize,
+) -> Result<(BatchSummary, Vec<Run>), ResponseError> {
+    let mut runs: Vec<Run> = Vec::new();
     let mut summary = BatchSummary {
         all_compressed: true,
         max_timestamp: i64::MIN,
@@ -164,6 +171,23 @@ fn validate(records: &[u8], max_batch_bytes: usize) -> Result<BatchSummary, Resp
         if header.is_control() || header.is_transactional() {
             return Err(ResponseError::InvalidRecord);
         }
+        let producer = header.is_idempotent().then(|| pb::ProducerBatch {
+            producer_id: header.producer_id,
+            epoch: i32::from(header.producer_epoch),
+            base_sequence: header.base_sequence,
+            last_sequence: last_sequence(header.base_sequence, header.last_offset_delta),
+        });
+        match runs.last_mut() {
+            Some(run) if producer.is_none() && run.producer.is_none() => {
+                run.len += bytes.len() as u32;
+                run.offset_count += header.offset_count();
+            }
+            _ => runs.push(Run {
+                len: bytes.len() as u32,
+                offset_count: header.offset_count(),
+                producer,
+            }),
+        }
         summary.batch_count += 1;
         summary.record_count += header.record_count as u32;
         summary.offset_count += header.offset_count();
@@ -173,5 +197,11 @@ fn validate(records: &[u8], max_batch_bytes: usize) -> Result<BatchSummary, Resp
     if summary.batch_count == 0 {
         return Err(ResponseError::CorruptMessage);
     }
-    Ok(summary)
+    Ok((summary, runs))
+}
+
+/// Sequence of a batch's last record; sequences wrap from i32::MAX to 0.
+fn last_sequence(base: i32, last_offset_delta: i32) -> i32 {
+    let last = i64::from(base) + i64::from(last_offset_delta);
+    (last % (i64::from(i32::MAX) + 1)) as i32
 }

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    ChunkOutcome, ChunkRow, CommitOutcome, CommittedOffset, MetadataStore, PartitionId,
-    PartitionOffsets, SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
+    ChunkRow, CommitOutcome, CommittedOffset, MetadataStore, PartitionId, PartitionOffsets,
+    ProducerRejection, SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
 };
 
 const SCHEMA: &str = "
@@ -33,8 +33,20 @@ CREATE TABLE IF NOT EXISTS partitions (
 CREATE TABLE IF NOT EXISTS segments (
     object_key TEXT PRIMARY KEY,
     object_size INTEGER NOT NULL,
-    committed_at_ms INTEGER NOT NULL
+    committed_at_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS producers (
+    producer_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    epoch INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS producer_partitions (
+    producer_id INTEGER NOT NULL,
+    topic_id BLOB NOT NULL,
+    partition INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (producer_id, topic_id, partition)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS chunks (
     topic_id BLOB NOT NULL,
     partition INTEGER NOT NULL,
@@ -43,9 +55,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     object_key TEXT NOT NULL,
     byte_offset INTEGER NOT NULL,
     byte_length INTEGER NOT NULL,
+    raw_offset INTEGER NOT NULL,
     raw_length INTEGER NOT NULL,
-    batch_count INTEGER NOT NULL,
-    record_count INTEGER NOT NULL,
     max_timestamp INTEGER NOT NULL,
     PRIMARY KEY (topic_id, partition, base_offset)
 ) WITHOUT ROWID;
@@ -63,7 +74,10 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 ";
 
 const CHUNK_COLUMNS: &str =
-    "object_key, byte_offset, byte_length, raw_length, base_offset, end_offset, max_timestamp";
+    "object_key, byte_offset, byte_length, raw_offset, raw_length, base_offset, end_offset, max_timestamp";
+
+/// Version of [`SCHEMA`], kept in SQLite's `user_version`.
+const SCHEMA_VERSION: i64 = 1;
 
 /// A [`MetadataStore`] in one SQLite database file.
 #[derive(Debug, Clone)]
@@ -95,7 +109,24 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
         .map_err(db)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db)?;
+        let has_tables: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db)?;
+        if has_tables && version != SCHEMA_VERSION {
+            return Err(StoreError::Database(format!(
+                "metadata database has schema version {version}, this build needs {SCHEMA_VERSION}"
+            )));
+        }
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(db)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -152,12 +183,15 @@ fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
         object_key: row.get(0)?,
         byte_offset: row.get::<_, i64>(1)? as u64,
         byte_length: row.get(2)?,
-        raw_length: row.get(3)?,
-        base_offset: row.get(4)?,
-        end_offset: row.get(5)?,
-        max_timestamp: row.get(6)?,
+        raw_offset: row.get(3)?,
+        raw_length: row.get(4)?,
+        base_offset: row.get(5)?,
+        end_offset: row.get(6)?,
+        max_timestamp: row.get(7)?,
     })
 }
+
+mod commit;
 
 fn offsets_of(tx: &Connection, p: &PartitionId) -> Result<Option<PartitionOffsets>, StoreError> {
     tx.prepare_cached(
@@ -189,100 +223,6 @@ fn select_topic(
         .optional()
         .map_err(db)?;
     raw.map(to_topic).transpose()
-}
-
-/// Replays the chunks stored for an already-committed object, in request order.
-fn replay_commit(
-    tx: &Transaction<'_>,
-    commit: &SegmentCommit,
-) -> Result<Vec<ChunkOutcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(commit.chunks.len());
-    for chunk in &commit.chunks {
-        let p = chunk.partition;
-        let base: Option<i64> = tx
-            .prepare_cached(
-                "SELECT base_offset FROM chunks WHERE object_key = ?1 AND topic_id = ?2 AND partition = ?3",
-            )
-            .map_err(db)?
-            .query_row(params![commit.object_key, &p.topic_id[..], p.partition], |r| r.get(0))
-            .optional()
-            .map_err(db)?;
-        let offsets = offsets_of(tx, &p)?;
-        outcomes.push(match (base, offsets) {
-            (Some(base_offset), Some(offsets)) => ChunkOutcome::Committed {
-                base_offset,
-                offsets,
-            },
-            _ => ChunkOutcome::UnknownPartition,
-        });
-    }
-    Ok(outcomes)
-}
-
-fn apply_commit(
-    tx: &Transaction<'_>,
-    commit: &SegmentCommit,
-) -> Result<Vec<ChunkOutcome>, StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO segments (object_key, object_size, committed_at_ms) VALUES (?1, ?2, ?3)",
-    )
-    .map_err(db)?
-    .execute(params![
-        commit.object_key,
-        commit.object_size as i64,
-        commit.committed_at_ms
-    ])
-    .map_err(db)?;
-    let mut outcomes = Vec::with_capacity(commit.chunks.len());
-    for chunk in &commit.chunks {
-        let p = chunk.partition;
-        let Some(before) = offsets_of(tx, &p)? else {
-            outcomes.push(ChunkOutcome::UnknownPartition);
-            continue;
-        };
-        if chunk.offset_count <= 0 {
-            return Err(StoreError::InvalidRequest(format!(
-                "chunk for partition {} holds {} offsets",
-                p.partition, chunk.offset_count
-            )));
-        }
-        let base_offset = before.high_watermark;
-        let end_offset = base_offset + chunk.offset_count;
-        tx.prepare_cached(
-            "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key, byte_offset,
-                                 byte_length, raw_length, batch_count, record_count, max_timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .map_err(db)?
-        .execute(params![
-            &p.topic_id[..],
-            p.partition,
-            base_offset,
-            end_offset,
-            commit.object_key,
-            chunk.byte_offset as i64,
-            chunk.byte_length,
-            chunk.raw_length,
-            chunk.batch_count,
-            chunk.record_count,
-            chunk.max_timestamp
-        ])
-        .map_err(db)?;
-        tx.prepare_cached(
-            "UPDATE partitions SET next_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",
-        )
-        .map_err(db)?
-        .execute(params![&p.topic_id[..], p.partition, end_offset])
-        .map_err(db)?;
-        outcomes.push(ChunkOutcome::Committed {
-            base_offset,
-            offsets: PartitionOffsets {
-                log_start_offset: before.log_start_offset,
-                high_watermark: end_offset,
-            },
-        });
-    }
-    Ok(outcomes)
 }
 
 #[async_trait]
@@ -367,13 +307,13 @@ impl MetadataStore for SqliteStore {
                 .query_row([&commit.object_key], |r| r.get(0))
                 .map_err(db)?;
             if seen {
-                let chunks = replay_commit(&tx, &commit)?;
+                let chunks = commit::replay(&tx, &commit)?;
                 return Ok(CommitOutcome {
                     chunks,
                     already_committed: true,
                 });
             }
-            let chunks = apply_commit(&tx, &commit)?;
+            let chunks = commit::apply(&tx, &commit)?;
             tx.commit().map_err(db)?;
             Ok(CommitOutcome {
                 chunks,
@@ -473,6 +413,19 @@ impl MetadataStore for SqliteStore {
                 chunks.push(row);
             }
             Ok(Some((offsets, chunks)))
+        })
+        .await
+    }
+
+    async fn init_producer(
+        &self,
+        current: Option<(i64, i16)>,
+    ) -> Result<Result<(i64, i16), ProducerRejection>, StoreError> {
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let issued = commit::init_producer(&tx, current)?;
+            tx.commit().map_err(db)?;
+            Ok(issued)
         })
         .await
     }
