@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "strata", version, about)]
 pub struct Cli {
     /// TOML file with settings (keys named like the long flags, with '_' for '-').
-    #[arg(long, global = true, env = "STRATA_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[arg(long, global = true, env = "STRATA_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -9,13 +9,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-/// Finds `--config FILE` (or `STRATA_CONFIG`) and exports its keys as `STRATA_*` variables.
+/// Finds `--config-file FILE` (or `STRATA_CONFIG_FILE`) and exports its keys as `STRATA_*` variables.
 pub fn load_into_env(
     args: impl IntoIterator<Item = OsString>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {
     let env: std::collections::HashMap<String, String> = env.into_iter().collect();
-    let Some(path) = config_path(args).or_else(|| env.get("STRATA_CONFIG").map(PathBuf::from))
+    let Some(path) = config_path(args).or_else(|| env.get("STRATA_CONFIG_FILE").map(PathBuf::from))
     else {
         return Ok(());
     };
@@ -35,10 +35,10 @@ fn config_path(args: impl IntoIterator<Item = OsString>) -> Option<PathBuf> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let arg = arg.to_string_lossy().into_owned();
-        if arg == "--config" {
+        if arg == "--config-file" {
             return args.next().map(PathBuf::from);
         }
-        if let Some(path) = arg.strip_prefix("--config=") {
+        if let Some(path) = arg.strip_prefix("--config-file=") {
             return Some(PathBuf::from(path));
         }
     }
@@ -96,9 +96,15 @@ mod tests {
 
     #[test]
     fn config_flag_is_found_in_both_spellings() {
-        let args = ["strata", "dev", "--config", "a.toml"].map(OsString::from);
+        let args = ["strata", "dev", "--config-file", "a.toml"].map(OsString::from);
         assert_eq!(config_path(args), Some(PathBuf::from("a.toml")));
-        let args = ["strata", "--config=b.toml"].map(OsString::from);
+        let args = ["strata", "--config-file=b.toml"].map(OsString::from);
         assert_eq!(config_path(args), Some(PathBuf::from("b.toml")));
+    }
+
+    #[test]
+    fn topic_configs_are_not_mistaken_for_the_settings_file() {
+        let args = ["strata", "topic", "create", "t", "--config", "retention.ms=1"].map(OsString::from);
+        assert_eq!(config_path(args), None);
     }
 }
