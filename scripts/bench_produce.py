@@ -89,7 +89,11 @@ def run(args: argparse.Namespace) -> dict:
         "queue.buffering.max.kbytes": 1_048_576,
         "message.timeout.ms": 120_000,
     })
-    value = os.urandom(args.record_size)
+    # distinct random values, cycled: a single repeated value would compress to nothing in
+    # the broker's zstd chunks and flatter the throughput figures
+    pool_size = 16384
+    pool = os.urandom(args.record_size * pool_size)
+    values = [pool[i * args.record_size:(i + 1) * args.record_size] for i in range(pool_size)]
     latencies: list[float] = []
     errors: list[str] = []
 
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> dict:
                 producer.poll(min(due - now, 0.01))
                 continue
         try:
-            producer.produce(args.topic, value=value, on_delivery=on_delivery)
+            producer.produce(args.topic, value=values[sent % pool_size], on_delivery=on_delivery)
             sent += 1
         except BufferError:
             producer.poll(0.01)

@@ -29,6 +29,8 @@ pub enum Command {
     Agent(AgentOnlyArgs),
     /// Manage topics on a running node.
     Topic(crate::topic_cmd::TopicArgs),
+    /// Inspect consumer groups and reset their offsets.
+    Group(crate::group_cmd::GroupArgs),
 }
 
 /// Settings of `strata dev`.
@@ -121,5 +123,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metadata(args) => crate::serve::metadata(args, None).await,
         Command::Agent(args) => crate::serve::agent(args).await,
         Command::Topic(args) => crate::topic_cmd::run(args).await,
+        Command::Group(args) => crate::group_cmd::run(args).await,
     }
 }

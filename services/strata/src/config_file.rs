@@ -104,7 +104,15 @@ mod tests {
 
     #[test]
     fn topic_configs_are_not_mistaken_for_the_settings_file() {
-        let args = ["strata", "topic", "create", "t", "--config", "retention.ms=1"].map(OsString::from);
+        let args = [
+            "strata",
+            "topic",
+            "create",
+            "t",
+            "--config",
+            "retention.ms=1",
+        ]
+        .map(OsString::from);
         assert_eq!(config_path(args), None);
     }
 }

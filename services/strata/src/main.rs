@@ -2,6 +2,8 @@
 
 mod cli;
 mod config_file;
+mod group_cmd;
+mod kafka_client;
 mod serve;
 mod topic_cmd;
 

@@ -160,7 +160,7 @@ impl GroupCoordinator {
             }
             ApiKey::ListGroups => encode(&self.list_groups(decode(body, version)?).await, version),
             ApiKey::DescribeGroups => {
-                encode(&self.describe_groups(decode(body, version)?), version)
+                encode(&self.describe_groups(decode(body, version)?).await, version)
             }
             ApiKey::DeleteGroups => {
                 encode(&self.delete_groups(decode(body, version)?).await, version)
@@ -350,7 +350,9 @@ impl GroupCoordinator {
         ListGroupsResponse::default().with_groups(groups)
     }
 
-    fn describe_groups(&self, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    async fn describe_groups(&self, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        // groups without members are remembered only by their committed offsets
+        let stored = self.store.groups_with_offsets().await.unwrap_or_default();
         let groups = self.lock();
         let described = request
             .groups
@@ -358,7 +360,14 @@ impl GroupCoordinator {
             .map(|id| {
                 let base = DescribedGroup::default().with_group_id(id.clone());
                 let Some(g) = groups.get(id.as_str()) else {
-                    return base.with_group_state(StrBytes::from_static_str("Dead"));
+                    let state = if stored.iter().any(|s| s == id.as_str()) {
+                        "Empty"
+                    } else {
+                        "Dead"
+                    };
+                    return base
+                        .with_group_state(StrBytes::from_static_str(state))
+                        .with_protocol_type(StrBytes::from_static_str("consumer"));
                 };
                 let protocol = g.protocol.clone().unwrap_or_default();
                 let members = g
