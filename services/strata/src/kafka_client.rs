@@ -76,6 +76,6 @@ impl KafkaClient {
                 header.correlation_id
             );
         }
-        Ok(Resp::decode(&mut body, version)?)
+        Resp::decode(&mut body, version)
     }
 }
