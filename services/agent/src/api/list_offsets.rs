@@ -93,7 +93,7 @@ async fn lookup(
         .metadata
         .clone()
         .lookup_by_timestamp(pb::LookupByTimestampRequest {
-            partition: Some(partition),
+            partition: Some(partition.clone()),
             timestamp: p.timestamp,
             max_timestamp: p.timestamp == MAX_TIMESTAMP,
         })
@@ -103,26 +103,67 @@ async fn lookup(
     if response.error != pb::PartitionError::None as i32 {
         return Err(ResponseError::UnknownTopicOrPartition);
     }
-    let Some(chunk) = response.chunk else {
+    let Some(mut row) = response.chunk else {
         return Ok((-1, -1));
     };
-    let data = agent
-        .reader
-        .read(&chunk)
-        .await
-        .map_err(|_| ResponseError::KafkaStorageError)?;
-    let target = if p.timestamp == MAX_TIMESTAMP {
-        chunk.max_timestamp
+    let exact = p.timestamp == MAX_TIMESTAMP;
+    let target = if exact {
+        row.max_timestamp
     } else {
         p.timestamp
     };
-    let rows = crate::read::row_slice(&data, &chunk).map_err(|_| ResponseError::CorruptMessage)?;
-    find_record(
-        rows,
-        chunk.base_offset,
-        target,
-        p.timestamp == MAX_TIMESTAMP,
-    )
+    // a chunk's rows share its max timestamp, so the record may sit in a later row
+    for _ in 0..MAX_ROWS_SCANNED {
+        if row.max_timestamp >= target {
+            let data = agent
+                .reader
+                .read(&row)
+                .await
+                .map_err(|_| ResponseError::KafkaStorageError)?;
+            let batches =
+                crate::read::row_slice(&data, &row).map_err(|_| ResponseError::CorruptMessage)?;
+            let found = find_record(batches, row.base_offset, target, exact)?;
+            if found.0 >= 0 {
+                return Ok(found);
+            }
+        }
+        match next_row(agent, &partition, row.end_offset).await? {
+            Some(next) => row = next,
+            None => break,
+        }
+    }
+    Ok((-1, -1))
+}
+
+/// Most index rows one timestamp query reads before giving up.
+const MAX_ROWS_SCANNED: usize = 64;
+
+/// The index row holding `offset`, if any.
+async fn next_row(
+    agent: &Agent,
+    partition: &pb::PartitionRef,
+    offset: i64,
+) -> Result<Option<pb::IndexedChunk>, ResponseError> {
+    let request = pb::LookupBatchesRequest {
+        partitions: vec![pb::PartitionFetch {
+            topic_id: partition.topic_id.clone(),
+            partition: partition.partition,
+            offset,
+            max_bytes: 1,
+        }],
+    };
+    let response = agent
+        .metadata
+        .clone()
+        .lookup_batches(request)
+        .await
+        .map_err(|_| ResponseError::RequestTimedOut)?
+        .into_inner();
+    Ok(response
+        .partitions
+        .into_iter()
+        .next()
+        .and_then(|p| p.chunks.into_iter().next()))
 }
 
 /// In a decoded chunk, the first record whose timestamp is >= `target` (or == with `exact`).
