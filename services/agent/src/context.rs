@@ -38,6 +38,8 @@ pub struct Agent {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the agent stops, ending its background tasks.
     background: CancellationToken,
+    /// Cancelled when the agent starts to stop: long polls answer at once.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl Agent {
@@ -67,6 +69,7 @@ impl Agent {
             clock,
             config,
             background,
+            stopping: CancellationToken::new(),
         })
     }
 
@@ -78,7 +81,7 @@ impl Agent {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        let stop = CancellationToken::new();
+        let stop = self.stopping.clone();
         let tracker = TaskTracker::new();
         let accepting = tokio::spawn(crate::server::accept_loop(
             Arc::clone(&self),

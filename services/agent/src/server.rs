@@ -71,7 +71,11 @@ async fn serve_connection(agent: Arc<Agent>, stream: TcpStream, stop: Cancellati
         };
         let frame = match read {
             Ok(Some(frame)) => frame,
-            Ok(None) => break,
+            Ok(None) => {
+                // the client is gone: nobody will read the responses still pending
+                writer_task.abort();
+                return;
+            }
             Err(reason) => {
                 tracing::info!(%reason, "closing connection");
                 break;

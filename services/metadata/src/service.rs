@@ -228,19 +228,20 @@ impl MetadataService for MetadataServiceImpl {
         &self,
         request: Request<pb::GetTopicRequest>,
     ) -> Result<Response<pb::GetTopicResponse>, Status> {
-        let found = match request.into_inner().key {
+        let (found, wanted) = match request.into_inner().key {
             Some(pb::get_topic_request::Key::Name(name)) => {
                 topic_rules::validate_name(&name).map_err(status_of)?;
-                self.store.topic_by_name(&name).await.map_err(status_of)?
+                let found = self.store.topic_by_name(&name).await.map_err(status_of)?;
+                (found, format!("{name:?}"))
             }
-            Some(pb::get_topic_request::Key::TopicId(id)) => self
-                .store
-                .topic_by_id(topic_id(&id)?)
-                .await
-                .map_err(status_of)?,
+            Some(pb::get_topic_request::Key::TopicId(id)) => {
+                let id = topic_id(&id)?;
+                let found = self.store.topic_by_id(id).await.map_err(status_of)?;
+                (found, format!("with id {}", uuid::Uuid::from_bytes(id)))
+            }
             None => return Err(Status::invalid_argument("a topic name or id is required")),
         };
-        let topic = found.ok_or_else(|| Status::not_found("topic does not exist"))?;
+        let topic = found.ok_or_else(|| status_of(StoreError::TopicNotFound(wanted)))?;
         Ok(Response::new(pb::GetTopicResponse {
             topic: Some(topic_to_pb(topic)),
         }))

@@ -61,11 +61,12 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
         if bytes >= min_bytes.max(1) || failed || now >= deadline {
             return FetchResponse::default().with_responses(topics);
         }
-        if tokio::time::timeout(deadline - now, changes.changed())
-            .await
-            .is_err()
-        {
-            // timed out: answer with what there is now (nothing new was committed)
+        let woken = tokio::select! {
+            woken = tokio::time::timeout(deadline - now, changes.changed()) => woken.is_ok(),
+            () = agent.stopping.cancelled() => false,
+        };
+        if !woken {
+            // timed out or stopping: answer with what there is now
             return FetchResponse::default().with_responses(topics);
         }
     }
