@@ -34,6 +34,9 @@ cargo build -p strata
 echo "==> cargo test --workspace"
 cargo test --workspace
 
+echo "==> terraform fmt, parse and checkov (scripts/check-terraform.sh)"
+"$REPO/scripts/check-terraform.sh"
+
 export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
 if [ ! -x "$STRATA_BIN" ]; then
     echo "error: $STRATA_BIN was not produced by the build" >&2

@@ -1,0 +1,29 @@
+output "vpc_id" {
+  description = "ID of the VPC."
+  value       = aws_vpc.this.id
+}
+
+output "vpc_cidr_block" {
+  description = "CIDR block of the VPC."
+  value       = aws_vpc.this.cidr_block
+}
+
+output "availability_zones" {
+  description = "Availability zones of the subnets, in subnet order."
+  value       = local.azs
+}
+
+output "private_subnet_ids" {
+  description = "Private subnets, one per availability zone, in availability_zones order."
+  value       = aws_subnet.private[*].id
+}
+
+output "public_subnet_ids" {
+  description = "Public subnets (they hold the NAT gateways)."
+  value       = aws_subnet.public[*].id
+}
+
+output "private_route_table_ids" {
+  description = "Route tables of the private subnets."
+  value       = aws_route_table.private[*].id
+}
