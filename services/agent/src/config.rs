@@ -32,6 +32,8 @@ pub struct AgentConfig {
     pub default_partitions: i32,
     /// Bytes of decoded chunks kept in the read cache.
     pub read_cache_bytes: u64,
+    /// Availability zone, reported as the broker's rack in Metadata responses.
+    pub availability_zone: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -50,6 +52,7 @@ impl Default for AgentConfig {
             auto_create_topics: true,
             default_partitions: 1,
             read_cache_bytes: 256 * 1024 * 1024,
+            availability_zone: None,
         }
     }
 }

@@ -111,6 +111,9 @@ pub struct AgentArgs {
     /// Bytes of decoded chunks the read cache keeps.
     #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub read_cache_bytes: u64,
+    /// Availability zone of this agent, reported to clients as the broker's rack.
+    #[arg(long, env = "STRATA_AVAILABILITY_ZONE")]
+    pub availability_zone: Option<String>,
     /// Cluster id reported to clients.
     #[arg(long, env = "STRATA_CLUSTER_ID", default_value = "strata")]
     pub cluster_id: String,

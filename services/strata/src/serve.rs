@@ -157,6 +157,7 @@ async fn start_agent(
         auto_create_topics: args.auto_create_topics,
         default_partitions: args.default_partitions.max(1),
         read_cache_bytes: args.read_cache_bytes,
+        availability_zone: args.availability_zone.clone(),
         ..AgentConfig::default()
     };
     tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");

@@ -6,8 +6,7 @@
 #   STRATA_ADVERTISED_ADDR    <task IP>:<Kafka port>: clients connect to the agent itself
 #   STRATA_NODE_ID            the low 24 bits of the task IP: unique among the agents
 #                             running at one time (a VPC CIDR block is at most a /16)
-#   STRATA_AVAILABILITY_ZONE  the task's zone, for zone-aware placement (ignored by agent
-#                             versions that do not read it yet)
+#   STRATA_AVAILABILITY_ZONE  the task's zone, reported to clients as the broker's rack
 # unless they are set already, then replaces itself with `strata agent`.
 set -eu
 
