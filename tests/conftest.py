@@ -90,7 +90,7 @@ class StrataServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = workdir / "data"
         self.extra_args = tuple(extra_args)
-        self.kafka_port, self.metadata_port = free_ports(2)
+        self.kafka_port, self.metadata_port, self.http_port = free_ports(3)
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.metadata_url = f"http://127.0.0.1:{self.metadata_port}"
         self.proc: subprocess.Popen | None = None
@@ -105,6 +105,7 @@ class StrataServer:
             "--data-dir", str(self.data_dir),
             "--kafka-listen", self.bootstrap,
             "--metadata-listen", f"127.0.0.1:{self.metadata_port}",
+            "--http-listen", f"127.0.0.1:{self.http_port}",
             *self.extra_args,
         ]
 

@@ -15,6 +15,7 @@ pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 
 use crate::config::AgentConfig;
 use crate::ingest::Ingest;
+use crate::metrics::AgentMetrics;
 use crate::read::ChunkReader;
 use crate::topics::TopicCache;
 use crate::watermarks::Watermarks;
@@ -36,6 +37,8 @@ pub struct Agent {
     pub watermarks: Watermarks,
     /// Wall clock.
     pub clock: Arc<dyn Clock>,
+    /// Prometheus metrics.
+    pub metrics: AgentMetrics,
     /// Cancelled when the agent stops, ending its background tasks.
     background: CancellationToken,
     /// Cancelled when the agent starts to stop: long polls answer at once.
@@ -53,16 +56,19 @@ impl Agent {
         let watermarks = Watermarks::default();
         let background = CancellationToken::new();
         watermarks.spawn_watch(metadata.clone(), background.clone());
+        let metrics = AgentMetrics::default();
         let ingest = Ingest::start(
             &config,
             bucket.clone(),
             metadata.clone(),
             clock.clone(),
             watermarks.clone(),
+            metrics.clone(),
         );
         Arc::new(Self {
             topics: TopicCache::new(metadata.clone(), config.default_partitions),
-            reader: ChunkReader::new(bucket, config.read_cache_bytes),
+            reader: ChunkReader::new(bucket, config.read_cache_bytes, metrics.clone()),
+            metrics,
             ingest,
             watermarks,
             metadata,
@@ -71,6 +77,11 @@ impl Agent {
             background,
             stopping: CancellationToken::new(),
         })
+    }
+
+    /// True while the agent's link to the metadata service is up.
+    pub fn is_ready(&self) -> bool {
+        self.watermarks.is_connected() && !self.stopping.is_cancelled()
     }
 
     /// Serves Kafka clients on `listener` until `shutdown` resolves. Then it stops reading

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::config::AgentConfig;
+use crate::metrics::AgentMetrics;
 use crate::watermarks::Watermarks;
 
 /// How long a commit is retried before its producers are told the outcome is unknown.
@@ -208,6 +209,7 @@ struct Flusher {
     watermarks: Watermarks,
     zstd_level: i32,
     node_id: i32,
+    metrics: AgentMetrics,
 }
 
 impl Ingest {
@@ -218,6 +220,7 @@ impl Ingest {
         metadata: MetadataServiceClient<Channel>,
         clock: Arc<dyn Clock>,
         watermarks: Watermarks,
+        metrics: AgentMetrics,
     ) -> Self {
         let shared = Arc::new(Shared {
             open: Mutex::new(OpenSegment::default()),
@@ -231,6 +234,7 @@ impl Ingest {
             watermarks,
             zstd_level: config.zstd_level,
             node_id: config.node_id,
+            metrics,
         };
         let task = tokio::spawn(run_flusher(
             Arc::clone(&shared),
@@ -411,12 +415,21 @@ impl Flusher {
         let started = Instant::now();
         let outcome = self.upload_and_commit(inputs, predecessor).await;
         match &outcome {
-            Ok(_) => tracing::debug!(
-                partitions = parts.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "segment committed"
-            ),
-            Err(error) => tracing::warn!(%error, partitions = parts.len(), "segment flush failed"),
+            Ok(_) => {
+                self.metrics.flushes.inc();
+                self.metrics
+                    .flush_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                tracing::debug!(
+                    partitions = parts.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "segment committed"
+                );
+            }
+            Err(error) => {
+                self.metrics.flush_failures.inc();
+                tracing::warn!(%error, partitions = parts.len(), "segment flush failed");
+            }
         }
         for (i, (_, buffer)) in parts.into_iter().enumerate() {
             let result = match &outcome {
@@ -455,6 +468,7 @@ impl Flusher {
             .collect();
         let (object, entries) = self.encode(inputs).await?;
         let object_size = object.len() as u64;
+        self.metrics.flush_bytes.observe(object_size as f64);
         let key = format!(
             "segments/{:013}-{}-{}.seg",
             self.clock.now_millis(),
@@ -493,7 +507,11 @@ impl Flusher {
             object_size,
             chunks,
         };
+        let committing = Instant::now();
         let response = self.commit_with_retries(request).await?;
+        self.metrics
+            .commit_seconds
+            .observe(committing.elapsed().as_secs_f64());
         self.watermarks.bump();
         Ok(response
             .chunks

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod read;
 pub mod server;
 pub mod topics;

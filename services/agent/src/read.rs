@@ -14,6 +14,8 @@ use strata_proto::metadata::v1::IndexedChunk;
 use strata_storage::Bucket;
 use thiserror::Error;
 
+use crate::metrics::AgentMetrics;
+
 /// Why a chunk could not be read.
 #[derive(Debug, Clone, Error)]
 pub enum ReadError {
@@ -35,6 +37,7 @@ pub enum ReadError {
 pub struct ChunkReader {
     bucket: Bucket,
     cache: Cache<(String, u64), Bytes>,
+    metrics: AgentMetrics,
 }
 
 impl std::fmt::Debug for ChunkReader {
@@ -47,14 +50,18 @@ impl std::fmt::Debug for ChunkReader {
 
 impl ChunkReader {
     /// A reader over `bucket` caching up to `cache_bytes` of decoded chunks.
-    pub fn new(bucket: Bucket, cache_bytes: u64) -> Self {
+    pub fn new(bucket: Bucket, cache_bytes: u64, metrics: AgentMetrics) -> Self {
         let cache = Cache::builder()
             .weigher(|_key: &(String, u64), value: &Bytes| {
                 value.len().try_into().unwrap_or(u32::MAX)
             })
             .max_capacity(cache_bytes)
             .build();
-        Self { bucket, cache }
+        Self {
+            bucket,
+            cache,
+            metrics,
+        }
     }
 
     /// The decoded batches of `chunk`, from the cache or the bucket.
@@ -62,8 +69,11 @@ impl ChunkReader {
         let key = (chunk.object_key.clone(), chunk.byte_offset);
         let bucket = self.bucket.clone();
         let chunk = chunk.clone();
+        self.metrics.cache_requests.inc();
+        let misses = self.metrics.cache_misses.clone();
         self.cache
             .try_get_with(key, async move {
+                misses.inc();
                 let path = bucket.path(&chunk.object_key);
                 let range = chunk.byte_offset..chunk.byte_offset + u64::from(chunk.byte_length);
                 let stored = bucket

@@ -43,11 +43,14 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                agent.metrics.connections.inc();
                 let agent = Arc::clone(&agent);
                 let stop = stop.clone();
                 tracker.spawn(async move {
                     tracing::debug!(%peer, "connection opened");
-                    serve_connection(agent, stream, stop).await;
+                    agent.metrics.connections_open.inc();
+                    serve_connection(Arc::clone(&agent), stream, stop).await;
+                    agent.metrics.connections_open.dec();
                     tracing::debug!(%peer, "connection closed");
                 });
             }
@@ -88,6 +91,7 @@ async fn serve_connection(agent: Arc<Agent>, stream: TcpStream, stop: Cancellati
                 }
             }
             Outcome::Close(reason) => {
+                agent.metrics.connections_rejected.inc();
                 tracing::info!(%reason, "closing connection");
                 break;
             }

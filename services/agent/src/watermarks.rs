@@ -6,6 +6,7 @@
 //! wakes it. Exact high watermarks always come from the metadata service; this only says
 //! "look again".
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,14 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone)]
 pub struct Watermarks {
     generation: Arc<watch::Sender<u64>>,
+    connected: Arc<AtomicBool>,
 }
 
 impl Default for Watermarks {
     fn default() -> Self {
         Self {
             generation: Arc::new(watch::channel(0).0),
+            connected: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -33,6 +36,11 @@ impl Watermarks {
     /// A receiver that sees every later change; call before reading the index.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// True while the high-watermark stream from the metadata service is open.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Signals that some partition's high watermark moved.
@@ -59,6 +67,7 @@ impl Watermarks {
                     .await
                 {
                     Ok(response) => {
+                        this.connected.store(true, Ordering::Relaxed);
                         let mut stream = response.into_inner();
                         while let Ok(Some(_update)) = stream.message().await {
                             this.bump();
@@ -67,6 +76,7 @@ impl Watermarks {
                     }
                     Err(status) => tracing::warn!(%status, "high-watermark stream unavailable"),
                 }
+                this.connected.store(false, Ordering::Relaxed);
                 // a failed stream may have missed changes: wake every waiter to look again
                 this.bump();
                 tokio::time::sleep(Duration::from_millis(500)).await;

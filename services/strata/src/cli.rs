@@ -51,6 +51,14 @@ pub struct MetadataArgs {
     /// Address the metadata gRPC server binds.
     #[arg(long, env = "STRATA_METADATA_LISTEN", default_value = "127.0.0.1:9093")]
     pub metadata_listen: SocketAddr,
+    /// Address of the metadata service's HTTP endpoint (`strata metadata` only; `strata dev`
+    /// serves all metrics on --http-listen).
+    #[arg(
+        long,
+        env = "STRATA_METADATA_HTTP_LISTEN",
+        default_value = "127.0.0.1:9096"
+    )]
+    pub metadata_http_listen: SocketAddr,
     /// Metadata store URL: sqlite:///path/to/metadata.db (default: under the data dir).
     #[arg(long, env = "STRATA_STORE")]
     pub store: Option<String>,
@@ -111,6 +119,9 @@ pub struct AgentArgs {
     /// Bytes of decoded chunks the read cache keeps.
     #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub read_cache_bytes: u64,
+    /// Address of the agent's HTTP endpoint: /metrics, /healthz, /readyz (port 0 picks one).
+    #[arg(long, env = "STRATA_HTTP_LISTEN", default_value = "127.0.0.1:9095")]
+    pub http_listen: SocketAddr,
     /// Availability zone of this agent, reported to clients as the broker's rack.
     #[arg(long, env = "STRATA_AVAILABILITY_ZONE")]
     pub availability_zone: Option<String>,

@@ -13,7 +13,8 @@ use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::store::MetadataStore;
 use strata_metadata::MetadataServiceImpl;
 use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
-use strata_storage::S3Options;
+use strata_storage::{Bucket, S3Options};
+use strata_telemetry::{serve_http, MeteredStore, ObjectStoreMetrics, Readiness, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
@@ -122,6 +123,7 @@ async fn start_agent(
     args: &AgentArgs,
     metadata: MetadataServiceClient<Channel>,
     default_bucket: Option<String>,
+    registry: &mut Registry,
 ) -> anyhow::Result<(Arc<Agent>, TcpListener)> {
     let bucket_url = args
         .bucket
@@ -138,7 +140,7 @@ async fn start_agent(
             .is_some_and(|e| e.starts_with("http://")),
         ..S3Options::default()
     };
-    let bucket = strata_storage::open(&bucket_url, &s3)?;
+    let bucket = metered(strata_storage::open(&bucket_url, &s3)?, registry);
     let listener = TcpListener::bind(args.kafka_listen)
         .await
         .with_context(|| format!("cannot listen on {} for Kafka clients", args.kafka_listen))?;
@@ -161,10 +163,45 @@ async fn start_agent(
         ..AgentConfig::default()
     };
     tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
-    Ok((
-        Agent::start(config, metadata, bucket, strata_clock::system()),
-        listener,
-    ))
+    let agent = Agent::start(config, metadata, bucket, strata_clock::system());
+    agent.metrics.register(registry);
+    Ok((agent, listener))
+}
+
+/// The bucket behind a store that records every request in `registry`.
+fn metered(mut bucket: Bucket, registry: &mut Registry) -> Bucket {
+    let metrics = ObjectStoreMetrics::default();
+    metrics.register(registry);
+    bucket.store = Arc::new(MeteredStore::new(bucket.store, metrics));
+    bucket
+}
+
+/// The running HTTP endpoint; stops when dropped or stopped.
+struct HttpEndpoint {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_http(
+    addr: SocketAddr,
+    registry: Registry,
+    ready: Readiness,
+) -> anyhow::Result<HttpEndpoint> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound, task) = serve_http(addr, Arc::new(registry), ready, async move {
+        let _ = stopped.await;
+    })
+    .await
+    .with_context(|| format!("cannot listen on {addr} for /metrics, /healthz and /readyz"))?;
+    tracing::info!(http = %bound, "metrics and health endpoint listening");
+    Ok(HttpEndpoint { stop, task })
+}
+
+impl HttpEndpoint {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 fn advertised(addr: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
@@ -200,7 +237,16 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let server = start_metadata(&args.metadata, Some(default_store)).await?;
     let client = metadata_client(&format!("http://{}", server.addr))?;
     let default_bucket = file_url(&data_dir.join("bucket"))?;
-    let (agent, listener) = start_agent(&args.agent, client, Some(default_bucket)).await?;
+    let mut registry = Registry::default();
+    let (agent, listener) =
+        start_agent(&args.agent, client, Some(default_bucket), &mut registry).await?;
+    let ready = Arc::clone(&agent);
+    let http = start_http(
+        args.agent.http_listen,
+        registry,
+        Arc::new(move || ready.is_ready()),
+    )
+    .await?;
     println!(
         "strata dev ready: bootstrap={}:{} metadata=http://{}",
         agent.config.advertised_host, agent.config.advertised_port, server.addr
@@ -209,25 +255,42 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     agent.serve(listener, shutdown_signal()).await;
     tracing::info!("open segment flushed; stopping");
+    http.stop().await;
     server.stop().await
 }
 
 /// `strata metadata`: the metadata service alone.
 pub async fn metadata(args: MetadataArgs, default_store: Option<String>) -> anyhow::Result<()> {
     let server = start_metadata(&args, default_store).await?;
+    let http = start_http(
+        args.metadata_http_listen,
+        Registry::default(),
+        Arc::new(|| true),
+    )
+    .await?;
     println!("strata metadata ready: listen=http://{}", server.addr);
     shutdown_signal().await;
+    http.stop().await;
     server.stop().await
 }
 
 /// `strata agent`: one agent against a metadata service.
 pub async fn agent(args: AgentOnlyArgs) -> anyhow::Result<()> {
     let client = metadata_client(&args.metadata)?;
-    let (agent, listener) = start_agent(&args.agent, client, None).await?;
+    let mut registry = Registry::default();
+    let (agent, listener) = start_agent(&args.agent, client, None, &mut registry).await?;
+    let ready = Arc::clone(&agent);
+    let http = start_http(
+        args.agent.http_listen,
+        registry,
+        Arc::new(move || ready.is_ready()),
+    )
+    .await?;
     println!(
         "strata agent ready: bootstrap={}:{}",
         agent.config.advertised_host, agent.config.advertised_port
     );
     agent.serve(listener, shutdown_signal()).await;
+    http.stop().await;
     Ok(())
 }

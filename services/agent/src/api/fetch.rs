@@ -59,6 +59,7 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
         let (topics, bytes, failed) = fetch_once(agent, version, &wanted, max_bytes).await;
         let now = Instant::now();
         if bytes >= min_bytes.max(1) || failed || now >= deadline {
+            agent.metrics.fetch_bytes.inc_by(bytes as u64);
             return FetchResponse::default().with_responses(topics);
         }
         let woken = tokio::select! {
@@ -67,6 +68,7 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
         };
         if !woken {
             // timed out or stopping: answer with what there is now
+            agent.metrics.fetch_bytes.inc_by(bytes as u64);
             return FetchResponse::default().with_responses(topics);
         }
     }
@@ -134,6 +136,7 @@ async fn fetch_once(
                 Err(error) => Err(error),
             };
             let data = data.unwrap_or_else(|error| {
+                agent.metrics.partition_error("Fetch", error);
                 failed = true;
                 empty(p.partition).with_error_code(error.code())
             });

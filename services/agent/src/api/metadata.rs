@@ -19,7 +19,13 @@ pub async fn handle(agent: &Agent, version: i16, request: MetadataRequest) -> Me
         .with_node_id(node)
         .with_host(StrBytes::from_string(agent.config.advertised_host.clone()))
         .with_port(i32::from(agent.config.advertised_port))
-        .with_rack(agent.config.availability_zone.clone().map(StrBytes::from_string));
+        .with_rack(
+            agent
+                .config
+                .availability_zone
+                .clone()
+                .map(StrBytes::from_string),
+        );
     // auto-creation is implied before v4, where the flag did not exist
     let allow_create =
         agent.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);

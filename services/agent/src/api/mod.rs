@@ -27,6 +27,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::context::Agent;
+use crate::metrics::ApiLabel;
 
 /// The APIs this agent implements, with the version range of each.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -178,8 +179,18 @@ pub async fn dispatch(
     };
     let span = tracing::debug_span!("request", api = ?api, version, correlation_id = call.correlation_id, client_id = ?call.client_id);
     let _entered = span.enter();
-    let agent = Arc::clone(agent);
-    match route(agent, call, frame).await {
+    let label = ApiLabel {
+        api: format!("{api:?}"),
+    };
+    agent.metrics.requests.get_or_create(&label).inc();
+    let timer = agent.metrics.request_seconds.get_or_create(&label).clone();
+    let started = tokio::time::Instant::now();
+    match route(Arc::clone(agent), call, frame).await {
+        Ok(Outcome::Respond(pending)) => Outcome::Respond(Box::pin(async move {
+            let response = pending.await;
+            timer.observe(started.elapsed().as_secs_f64());
+            response
+        })),
         Ok(outcome) | Err(outcome) => outcome,
     }
 }

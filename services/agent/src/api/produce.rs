@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::{encode_response, Call, Outcome};
 use crate::context::Agent;
 use crate::ingest::{Appended, BatchSummary, IngestError, Run};
+use crate::metrics::AgentMetrics;
 use crate::topics::Topic;
 use strata_proto::metadata::v1 as pb;
 
@@ -57,19 +58,16 @@ pub async fn handle(agent: &Arc<Agent>, call: Call, request: ProduceRequest) -> 
     if !want_reply {
         return Outcome::Respond(Box::pin(async { Ok(None) }));
     }
-    let received = tokio::time::Instant::now();
+    let metrics = agent.metrics.clone();
     Outcome::Respond(Box::pin(async move {
-        let responses = join_all(topics.into_iter().map(answer_topic)).await;
-        tracing::debug!(
-            elapsed_ms = received.elapsed().as_millis() as u64,
-            "produce answered"
-        );
+        let responses = join_all(topics.into_iter().map(|t| answer_topic(t, &metrics))).await;
         encode_response(&call, &ProduceResponse::default().with_responses(responses)).map(Some)
     }))
 }
 
 async fn answer_topic(
     (name, partitions): (TopicName, Vec<(i32, Pending)>),
+    metrics: &AgentMetrics,
 ) -> TopicProduceResponse {
     let mut responses = Vec::with_capacity(partitions.len());
     for (index, pending) in partitions {
@@ -90,10 +88,13 @@ async fn answer_topic(
                 .with_log_append_time_ms(append_time)
                 .with_base_offset(appended.base_offset)
                 .with_log_start_offset(appended.log_start_offset),
-            Err(error) => response
-                .with_error_code(error.code())
-                .with_base_offset(-1)
-                .with_log_start_offset(-1),
+            Err(error) => {
+                metrics.partition_error("Produce", error);
+                response
+                    .with_error_code(error.code())
+                    .with_base_offset(-1)
+                    .with_log_start_offset(-1)
+            }
         });
     }
     TopicProduceResponse::default()
@@ -125,6 +126,11 @@ fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: 
         summary.max_timestamp = append_time;
         batches = &stamped;
     }
+    agent.metrics.produce_bytes.inc_by(records.len() as u64);
+    agent
+        .metrics
+        .produce_records
+        .inc_by(u64::from(summary.record_count));
     let receiver = agent
         .ingest
         .append(key, batches, summary, runs, want_reply)
