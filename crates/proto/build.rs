@@ -1,7 +1,9 @@
 //! Compiles the .proto files with protox, so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // read at run time: a build script binary can be shared by checkouts in other places
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = ["strata/metadata/v1/metadata.proto"];
     let descriptors = protox::compile(files, [&root])?;
     tonic_prost_build::configure()
