@@ -29,6 +29,40 @@ case "$CARGO_TARGET_DIR" in
 esac
 export CARGO_TARGET_DIR
 
+# 2a. Servers the tests need, as private throwaway processes on 127.0.0.1: PostgreSQL
+# (the metadata store's conformance tests), SeaweedFS and LocalStack (the storage
+# conformance suite and the S3 end-to-end tests). Servers given by the caller are used
+# instead.
+SERVICES_DIR="$(mktemp -d /tmp/strata-test.XXXXXX)"
+chmod 755 "$SERVICES_DIR"
+stop_services() {
+    "$REPO/scripts/seaweedfs.sh" stop "$SERVICES_DIR/seaweedfs" >/dev/null 2>&1 || true
+    "$REPO/scripts/localstack.sh" stop "$SERVICES_DIR/localstack" >/dev/null 2>&1 || true
+    "$REPO/scripts/postgres.sh" destroy "$SERVICES_DIR/pg" >/dev/null 2>&1 || true
+    rm -rf "$SERVICES_DIR"
+}
+trap stop_services EXIT
+if [ -z "${STRATA_TEST_POSTGRES_URL:-}" ]; then
+    echo "==> starting a private PostgreSQL cluster"
+    export "$("$REPO/scripts/postgres.sh" start "$SERVICES_DIR/pg")"
+fi
+if [ -z "${STRATA_TEST_S3_SEAWEEDFS_ENDPOINT:-}" ]; then
+    echo "==> starting SeaweedFS (S3)"
+    eval "$("$REPO/scripts/seaweedfs.sh" start "$SERVICES_DIR/seaweedfs")"
+fi
+if [ -z "${STRATA_TEST_S3_LOCALSTACK_ENDPOINT:-}" ]; then
+    echo "==> starting LocalStack (S3)"
+    set +e
+    localstack_env="$("$REPO/scripts/localstack.sh" start "$SERVICES_DIR/localstack")"
+    rc=$?
+    set -e
+    case "$rc" in
+        0) eval "$localstack_env" ;;
+        3) echo "*** LocalStack skipped: no Python 3.13 on this machine ***" >&2 ;;
+        *) exit "$rc" ;;
+    esac
+fi
+
 echo "==> cargo build -p strata (target dir: $CARGO_TARGET_DIR)"
 cargo build -p strata
 echo "==> cargo test --workspace"

@@ -1,29 +1,41 @@
 //! The bucket, chosen by URL.
 //!
 //! Every component reaches object storage through an `Arc<dyn ObjectStore>` built here, so
-//! retries, metrics and fault injection can be added later as wrapper stores without touching
-//! the core.
+//! retries, concurrency limits and fault injection are wrapper stores, not `if`s in the core.
 //!
 //! | URL | store |
 //! | --- | --- |
 //! | `file:///abs/path` | a local directory (created if missing) |
 //! | `memory://` | in-process memory, for tests |
-//! | `s3://bucket/prefix` | S3 or an S3-compatible server; see [`S3Options`] |
+//! | `s3://bucket/prefix` | S3 or an S3-compatible server; see [`S3Options`] and the [`s3`] module |
+//!
+//! An `s3://` bucket is object_store's S3 client (timeouts, retries with backoff and jitter)
+//! inside a [`LimitedStore`] (separate in-flight budgets for writes and reads).
+//! [`FaultyStore`] injects failures and stalls for tests, and [`conformance`] is the one
+//! suite every backend must pass.
 //!
 //! ```
 //! let bucket = strata_storage::open("memory://", &strata_storage::S3Options::default()).unwrap();
 //! assert_eq!(bucket.prefix.as_ref(), "");
 //! ```
 
+pub mod conformance;
+pub mod faulty;
+pub mod limit;
+pub mod s3;
+
 use std::sync::Arc;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use thiserror::Error;
 use url::Url;
+
+pub use faulty::{FaultyStore, InjectedFault, Op};
+pub use limit::LimitedStore;
+pub use s3::{create_bucket, BucketCreation, S3Options};
 
 /// Why a bucket could not be opened.
 #[derive(Debug, Error)]
@@ -47,23 +59,17 @@ pub enum StorageError {
     /// The object store rejected its configuration.
     #[error("object store configuration: {0}")]
     Config(#[from] object_store::Error),
-}
-
-/// Settings that only apply to `s3://` URLs; unset fields fall back to the AWS environment.
-#[derive(Debug, Clone, Default)]
-pub struct S3Options {
-    /// Custom endpoint, e.g. `http://127.0.0.1:8333` for a local emulator.
-    pub endpoint: Option<String>,
-    /// Region; defaults to `us-east-1` when an endpoint is set.
-    pub region: Option<String>,
-    /// Static access key id.
-    pub access_key_id: Option<String>,
-    /// Static secret key.
-    pub secret_access_key: Option<String>,
-    /// Use path-style addressing (needed by most emulators).
-    pub path_style: bool,
-    /// Allow plain HTTP endpoints.
-    pub allow_http: bool,
+    /// The S3 settings contradict each other.
+    #[error("S3 configuration: {0}")]
+    S3Config(String),
+    /// `create_bucket` failed; nothing else was attempted.
+    #[error("cannot create bucket {bucket:?}: {reason}")]
+    CreateBucket {
+        /// The bucket name.
+        bucket: String,
+        /// The server's answer or the transport error.
+        reason: String,
+    },
 }
 
 /// An opened bucket: the store and the key prefix under which Strata writes.
@@ -86,13 +92,30 @@ impl Bucket {
     }
 }
 
-/// Opens the bucket named by `url`.
+pub(crate) fn parse_url(url: &str) -> Result<Url, StorageError> {
+    Url::parse(url).map_err(|e| StorageError::InvalidUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn s3_bucket_name<'u>(url: &str, parsed: &'u Url) -> Result<&'u str, StorageError> {
+    parsed
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| StorageError::InvalidUrl {
+            url: url.to_string(),
+            reason: "s3 URLs name a bucket: s3://bucket/prefix".into(),
+        })
+}
+
+/// Opens the bucket named by `url`. It does not create an S3 bucket; see [`create_bucket`].
 pub fn open(url: &str, s3: &S3Options) -> Result<Bucket, StorageError> {
     let invalid = |reason: String| StorageError::InvalidUrl {
         url: url.to_string(),
         reason,
     };
-    let parsed = Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    let parsed = parse_url(url)?;
     match parsed.scheme() {
         "memory" => Ok(Bucket {
             store: Arc::new(InMemory::new()),
@@ -113,28 +136,11 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Bucket, StorageError> {
             })
         }
         "s3" => {
-            let bucket = parsed
-                .host_str()
-                .filter(|b| !b.is_empty())
-                .ok_or_else(|| invalid("s3 URLs name a bucket: s3://bucket/prefix".into()))?;
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(endpoint) = &s3.endpoint {
-                builder = builder
-                    .with_endpoint(endpoint)
-                    .with_region(s3.region.as_deref().unwrap_or("us-east-1"));
-            } else if let Some(region) = &s3.region {
-                builder = builder.with_region(region);
-            }
-            if let (Some(id), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
-                builder = builder
-                    .with_access_key_id(id)
-                    .with_secret_access_key(secret);
-            }
-            builder = builder
-                .with_virtual_hosted_style_request(!s3.path_style)
-                .with_allow_http(s3.allow_http);
+            let bucket = s3_bucket_name(url, &parsed)?;
+            let client: Arc<dyn ObjectStore> = Arc::new(s3::build(bucket, s3)?);
+            let store = LimitedStore::new(client, s3.max_inflight_writes, s3.max_inflight_reads);
             Ok(Bucket {
-                store: Arc::new(builder.build()?),
+                store: Arc::new(store),
                 prefix: Path::from(parsed.path().trim_matches('/')),
             })
         }

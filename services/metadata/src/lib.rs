@@ -5,9 +5,12 @@
 //! objects first and call `CommitSegment` second, and a producer is answered only after that
 //! commit returned, so every acknowledged record is both in the bucket and in the index.
 //!
-//! Storage is behind [`store::MetadataStore`]; [`sqlite::SqliteStore`] is the embedded default.
+//! Storage is behind [`store::MetadataStore`]; [`sqlite::SqliteStore`] is the embedded default
+//! and [`postgres::PostgresStore`] the production store.
 
+pub mod commit_plan;
 pub mod groups;
+pub mod postgres;
 pub mod producer_sequence;
 pub mod segment_pb;
 pub mod service;

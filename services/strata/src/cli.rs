@@ -59,7 +59,8 @@ pub struct MetadataArgs {
         default_value = "127.0.0.1:9096"
     )]
     pub metadata_http_listen: SocketAddr,
-    /// Metadata store URL: sqlite:///path/to/metadata.db (default: under the data dir).
+    /// Metadata store URL: sqlite:///path/to/metadata.db (default: under the data dir) or
+    /// postgres://user:password@host:5432/database.
     #[arg(long, env = "STRATA_STORE")]
     pub store: Option<String>,
 }
@@ -98,6 +99,56 @@ pub struct AgentArgs {
     /// Use path-style S3 addressing (emulators).
     #[arg(long, env = "STRATA_S3_PATH_STYLE", default_value_t = false)]
     pub s3_path_style: bool,
+    /// Static S3 access key id (default: the AWS environment, then instance/task roles).
+    #[arg(
+        long,
+        env = "STRATA_S3_ACCESS_KEY_ID",
+        requires = "s3_secret_access_key"
+    )]
+    pub s3_access_key_id: Option<String>,
+    /// Static S3 secret access key, paired with --s3-access-key-id.
+    #[arg(
+        long,
+        env = "STRATA_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "s3_access_key_id"
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// Session token for temporary static S3 keys.
+    #[arg(
+        long,
+        env = "STRATA_S3_SESSION_TOKEN",
+        hide_env_values = true,
+        requires = "s3_access_key_id"
+    )]
+    pub s3_session_token: Option<String>,
+    /// Longest time one S3 request may take, body included.
+    #[arg(long, env = "STRATA_S3_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub s3_request_timeout: Duration,
+    /// Longest time to open a connection to S3.
+    #[arg(long, env = "STRATA_S3_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub s3_connect_timeout: Duration,
+    /// Retries of one S3 request after 5xx/SlowDown, throttling or connection errors (0: none).
+    #[arg(long, env = "STRATA_S3_MAX_RETRIES", default_value_t = 10)]
+    pub s3_max_retries: usize,
+    /// No S3 retry starts later than this after the first attempt.
+    #[arg(long, env = "STRATA_S3_RETRY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub s3_retry_timeout: Duration,
+    /// First backoff between S3 retries; it grows, with jitter, up to --s3-retry-max-backoff.
+    #[arg(long, env = "STRATA_S3_RETRY_INITIAL_BACKOFF", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub s3_retry_initial_backoff: Duration,
+    /// Longest backoff between S3 retries.
+    #[arg(long, env = "STRATA_S3_RETRY_MAX_BACKOFF", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub s3_retry_max_backoff: Duration,
+    /// S3 writes (uploads, deletes) in flight at once; more wait for a slot.
+    #[arg(long, env = "STRATA_S3_MAX_INFLIGHT_WRITES", default_value_t = 16)]
+    pub s3_max_inflight_writes: usize,
+    /// S3 reads (ranged GETs, HEADs, lists) in flight at once; more wait for a slot.
+    #[arg(long, env = "STRATA_S3_MAX_INFLIGHT_READS", default_value_t = 64)]
+    pub s3_max_inflight_reads: usize,
+    /// Create the s3:// bucket at start if missing (local emulators; needs --s3-endpoint).
+    #[arg(long, env = "STRATA_CREATE_BUCKET", default_value_t = false)]
+    pub create_bucket: bool,
     /// Longest time a produced batch waits for its segment flush.
     #[arg(long, env = "STRATA_FLUSH_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use strata_agent::{Agent, AgentConfig};
+use strata_metadata::postgres::PostgresStore;
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::store::MetadataStore;
 use strata_metadata::MetadataServiceImpl;
@@ -44,9 +45,25 @@ async fn shutdown_signal() {
     }
 }
 
-fn open_store(url: &str) -> anyhow::Result<Arc<dyn MetadataStore>> {
+/// Opens the metadata store a URL names: `sqlite:///path/to/metadata.db`, or
+/// `postgres://user:password@host:port/database` (also `postgresql://`), whose pending
+/// schema migrations are applied before it is returned.
+async fn open_store(url: &str) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PostgresStore::connect(url).await.with_context(|| {
+            format!(
+                "cannot open metadata store {}",
+                strata_metadata::postgres::redacted(url)
+            )
+        })?;
+        return Ok(Arc::new(store));
+    }
     let Some(path) = url.strip_prefix("sqlite://") else {
-        bail!("unsupported metadata store {url:?}; use sqlite:///path/to/metadata.db");
+        bail!(
+            "unsupported metadata store {:?}; use sqlite:///path/to/metadata.db or \
+             postgres://user:password@host:port/database",
+            strata_metadata::postgres::redacted(url)
+        );
     };
     let store = SqliteStore::open(Path::new(path))
         .with_context(|| format!("cannot open metadata store {url}"))?;
@@ -69,7 +86,7 @@ async fn start_metadata(
         .clone()
         .or(default_store)
         .context("--store is required, e.g. --store sqlite:///var/lib/strata/metadata.db")?;
-    let store = open_store(&store_url)?;
+    let store = open_store(&store_url).await?;
     let service = MetadataServiceImpl::new(store, strata_clock::system());
     let listener = TcpListener::bind(args.metadata_listen)
         .await
@@ -89,7 +106,7 @@ async fn start_metadata(
                 let _ = stopped.wait_for(|s| *s).await;
             }),
     );
-    tracing::info!(%addr, store = %store_url, "metadata service listening");
+    tracing::info!(%addr, store = %strata_metadata::postgres::redacted(&store_url), "metadata service listening");
     Ok(MetadataServer { addr, stop, task })
 }
 
@@ -133,13 +150,27 @@ async fn start_agent(
     let s3 = S3Options {
         endpoint: args.s3_endpoint.clone(),
         region: args.s3_region.clone(),
+        access_key_id: args.s3_access_key_id.clone(),
+        secret_access_key: args.s3_secret_access_key.clone(),
+        session_token: args.s3_session_token.clone(),
         path_style: args.s3_path_style,
         allow_http: args
             .s3_endpoint
             .as_deref()
             .is_some_and(|e| e.starts_with("http://")),
-        ..S3Options::default()
+        request_timeout: args.s3_request_timeout,
+        connect_timeout: args.s3_connect_timeout,
+        max_retries: args.s3_max_retries,
+        retry_timeout: args.s3_retry_timeout,
+        backoff_initial: args.s3_retry_initial_backoff,
+        backoff_max: args.s3_retry_max_backoff,
+        max_inflight_writes: args.s3_max_inflight_writes,
+        max_inflight_reads: args.s3_max_inflight_reads,
     };
+    if args.create_bucket {
+        let outcome = strata_storage::create_bucket(&bucket_url, &s3).await?;
+        tracing::info!(bucket = %bucket_url, ?outcome, "bucket created or found");
+    }
     let bucket = metered(strata_storage::open(&bucket_url, &s3)?, registry);
     let listener = TcpListener::bind(args.kafka_listen)
         .await
