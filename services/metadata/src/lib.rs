@@ -7,6 +7,7 @@
 //!
 //! Storage is behind [`store::MetadataStore`]; [`sqlite::SqliteStore`] is the embedded default.
 
+pub mod agents;
 pub mod groups;
 pub mod producer_sequence;
 pub mod segment_pb;

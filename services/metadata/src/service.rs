@@ -15,6 +15,7 @@ use strata_proto::metadata::v1::metadata_service_server::MetadataService;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
+use crate::agents::AgentRegistry;
 use crate::groups::{ClientInfo, GroupCoordinator};
 use crate::segment_pb;
 use crate::store::{
@@ -32,6 +33,7 @@ pub struct MetadataServiceImpl {
     clock: Arc<dyn Clock>,
     watermarks: broadcast::Sender<Arc<Vec<pb::PartitionOffsets>>>,
     groups: Arc<GroupCoordinator>,
+    agents: AgentRegistry,
 }
 
 impl std::fmt::Debug for MetadataServiceImpl {
@@ -48,6 +50,7 @@ impl MetadataServiceImpl {
         let (watermarks, _) = broadcast::channel(1024);
         Self {
             groups: GroupCoordinator::start(Arc::clone(&store), Arc::clone(&clock)),
+            agents: AgentRegistry::default(),
             store,
             clock,
             watermarks,
@@ -421,6 +424,24 @@ impl MetadataService for MetadataServiceImpl {
         Ok(Response::new(pb::GroupCallResponse {
             body: body.to_vec(),
         }))
+    }
+
+    async fn agent_heartbeat(
+        &self,
+        request: Request<pb::AgentHeartbeatRequest>,
+    ) -> Result<Response<pb::AgentHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let agent = req
+            .agent
+            .ok_or_else(|| Status::invalid_argument("agent is required"))?;
+        let lease = std::time::Duration::from_millis(u64::from(req.lease_ms));
+        match self
+            .agents
+            .heartbeat(agent, lease, tokio::time::Instant::now())
+        {
+            Ok(agents) => Ok(Response::new(pb::AgentHeartbeatResponse { agents })),
+            Err(error) => Err(Status::already_exists(error.to_string())),
+        }
     }
 
     type WatchHighWatermarksStream = WatchStream;

@@ -160,11 +160,26 @@ async fn start_agent(
         default_partitions: args.default_partitions.max(1),
         read_cache_bytes: args.read_cache_bytes,
         availability_zone: args.availability_zone.clone(),
+        heartbeat_interval: args.heartbeat_interval,
+        agent_lease: args.agent_lease.max(args.heartbeat_interval),
         ..AgentConfig::default()
     };
     tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
     let agent = Agent::start(config, metadata, bucket, strata_clock::system());
     agent.metrics.register(registry);
+    // a duplicate node id is an operator error: refuse to start rather than shadow another agent
+    match agent.cluster.heartbeat(&agent.metadata).await {
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            bail!(
+                "cannot join the cluster: {}; give each agent its own --node-id",
+                status.message()
+            )
+        }
+        Err(status) => {
+            tracing::warn!(%status, "first heartbeat failed; retrying in the background")
+        }
+        Ok(()) => {}
+    }
     Ok((agent, listener))
 }
 
