@@ -9,6 +9,7 @@
 
 pub mod agents;
 pub mod groups;
+pub mod metrics;
 pub mod producer_sequence;
 pub mod segment_pb;
 pub mod service;

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::agents::AgentRegistry;
 use crate::groups::{ClientInfo, GroupCoordinator};
+use crate::metrics::MetadataMetrics;
 use crate::segment_pb;
 use crate::store::{
     ChunkOutcome, ChunkRow, MetadataStore, PartitionId, PartitionOffsets, SegmentCommit,
@@ -34,6 +35,7 @@ pub struct MetadataServiceImpl {
     watermarks: broadcast::Sender<Arc<Vec<pb::PartitionOffsets>>>,
     groups: Arc<GroupCoordinator>,
     agents: AgentRegistry,
+    metrics: MetadataMetrics,
 }
 
 impl std::fmt::Debug for MetadataServiceImpl {
@@ -48,13 +50,24 @@ impl MetadataServiceImpl {
     /// called inside a tokio runtime.
     pub fn new(store: Arc<dyn MetadataStore>, clock: Arc<dyn Clock>) -> Self {
         let (watermarks, _) = broadcast::channel(1024);
+        let metrics = MetadataMetrics::default();
         Self {
-            groups: GroupCoordinator::start(Arc::clone(&store), Arc::clone(&clock)),
+            groups: GroupCoordinator::start(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                metrics.clone(),
+            ),
             agents: AgentRegistry::default(),
+            metrics,
             store,
             clock,
             watermarks,
         }
+    }
+
+    /// The service's metrics, to register with the process's registry.
+    pub fn metrics(&self) -> &MetadataMetrics {
+        &self.metrics
     }
 }
 
@@ -269,11 +282,22 @@ impl MetadataService for MetadataServiceImpl {
             chunks,
             committed_at_ms: self.clock.now_millis(),
         };
-        let outcome = self
-            .store
-            .commit_segment(commit.clone())
-            .await
-            .map_err(status_of)?;
+        let started = std::time::Instant::now();
+        let outcome = match self.store.commit_segment(commit.clone()).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.metrics.commit_failures.inc();
+                return Err(status_of(error));
+            }
+        };
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if outcome.already_committed {
+            self.metrics.commit_replays.inc();
+        } else {
+            self.metrics.commits.inc();
+        }
         let mut results = Vec::with_capacity(outcome.chunks.len());
         let mut changed = Vec::new();
         for (chunk, result) in commit.chunks.iter().zip(&outcome.chunks) {
@@ -439,7 +463,10 @@ impl MetadataService for MetadataServiceImpl {
             .agents
             .heartbeat(agent, lease, tokio::time::Instant::now())
         {
-            Ok(agents) => Ok(Response::new(pb::AgentHeartbeatResponse { agents })),
+            Ok(agents) => {
+                self.metrics.agents.set(agents.len() as i64);
+                Ok(Response::new(pb::AgentHeartbeatResponse { agents }))
+            }
             Err(error) => Err(Status::already_exists(error.to_string())),
         }
     }

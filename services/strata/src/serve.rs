@@ -63,6 +63,7 @@ struct MetadataServer {
 async fn start_metadata(
     args: &MetadataArgs,
     default_store: Option<String>,
+    registry: &mut Registry,
 ) -> anyhow::Result<MetadataServer> {
     let store_url = args
         .store
@@ -71,6 +72,7 @@ async fn start_metadata(
         .context("--store is required, e.g. --store sqlite:///var/lib/strata/metadata.db")?;
     let store = open_store(&store_url)?;
     let service = MetadataServiceImpl::new(store, strata_clock::system());
+    service.metrics().register(registry);
     let listener = TcpListener::bind(args.metadata_listen)
         .await
         .with_context(|| {
@@ -249,10 +251,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = std::path::absolute(&args.data_dir)?;
     let default_store = format!("sqlite://{}", data_dir.join("metadata.db").display());
-    let server = start_metadata(&args.metadata, Some(default_store)).await?;
+    let mut registry = Registry::default();
+    let server = start_metadata(&args.metadata, Some(default_store), &mut registry).await?;
     let client = metadata_client(&format!("http://{}", server.addr))?;
     let default_bucket = file_url(&data_dir.join("bucket"))?;
-    let mut registry = Registry::default();
     let (agent, listener) =
         start_agent(&args.agent, client, Some(default_bucket), &mut registry).await?;
     let ready = Arc::clone(&agent);
@@ -276,13 +278,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
 /// `strata metadata`: the metadata service alone.
 pub async fn metadata(args: MetadataArgs, default_store: Option<String>) -> anyhow::Result<()> {
-    let server = start_metadata(&args, default_store).await?;
-    let http = start_http(
-        args.metadata_http_listen,
-        Registry::default(),
-        Arc::new(|| true),
-    )
-    .await?;
+    let mut registry = Registry::default();
+    let server = start_metadata(&args, default_store, &mut registry).await?;
+    let http = start_http(args.metadata_http_listen, registry, Arc::new(|| true)).await?;
     println!("strata metadata ready: listen=http://{}", server.addr);
     shutdown_signal().await;
     http.stop().await;
