@@ -218,6 +218,7 @@ impl GroupCoordinator {
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         let step = self.with_group(&request.group_id, |g| g.join(args, Instant::now()));
         let outcome = match step {
