@@ -46,3 +46,5 @@ def test_metrics_count_requests_bytes_and_bucket_calls(strata):
     assert sample(metrics, "strata_agent_flushes_total") >= 1
     assert sample(metrics, "strata_agent_read_cache_requests_total") >= 1
     assert re.search(r'^strata_agent_request_seconds_bucket\{le="[^"]+",api="Produce"\}', metrics, re.M)
+    assert sample(metrics, "strata_metadata_commits_total") >= 1
+    assert sample(metrics, "strata_metadata_agents") == 1

@@ -34,6 +34,11 @@ pub struct AgentConfig {
     pub read_cache_bytes: u64,
     /// Availability zone, reported as the broker's rack in Metadata responses.
     pub availability_zone: Option<String>,
+    /// How often the agent renews its registration with the metadata service.
+    pub heartbeat_interval: Duration,
+    /// How long a registration lasts without renewal: an agent that stops heartbeating
+    /// drops out of Metadata responses after this long.
+    pub agent_lease: Duration,
 }
 
 impl Default for AgentConfig {
@@ -53,6 +58,8 @@ impl Default for AgentConfig {
             default_partitions: 1,
             read_cache_bytes: 256 * 1024 * 1024,
             availability_zone: None,
+            heartbeat_interval: Duration::from_secs(1),
+            agent_lease: Duration::from_secs(5),
         }
     }
 }

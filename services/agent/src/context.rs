@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use strata_clock::Clock;
 use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
+use strata_proto::metadata::v1::AgentInfo;
 use strata_storage::Bucket;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,7 @@ use tonic::transport::Channel;
 /// How long a stopping agent waits for connections to write their last responses.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+use crate::cluster::ClusterView;
 use crate::config::AgentConfig;
 use crate::ingest::Ingest;
 use crate::metrics::AgentMetrics;
@@ -39,6 +41,8 @@ pub struct Agent {
     pub clock: Arc<dyn Clock>,
     /// Prometheus metrics.
     pub metrics: AgentMetrics,
+    /// Live agents and partition leaders.
+    pub cluster: ClusterView,
     /// Cancelled when the agent stops, ending its background tasks.
     background: CancellationToken,
     /// Cancelled when the agent starts to stop: long polls answer at once.
@@ -56,6 +60,19 @@ impl Agent {
         let watermarks = Watermarks::default();
         let background = CancellationToken::new();
         watermarks.spawn_watch(metadata.clone(), background.clone());
+        let me = AgentInfo {
+            node_id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: i32::from(config.advertised_port),
+            availability_zone: config.availability_zone.clone().unwrap_or_default(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let cluster = ClusterView::new(me, config.agent_lease);
+        cluster.spawn_heartbeats(
+            metadata.clone(),
+            config.heartbeat_interval,
+            background.clone(),
+        );
         let metrics = AgentMetrics::default();
         let ingest = Ingest::start(
             &config,
@@ -69,6 +86,7 @@ impl Agent {
             topics: TopicCache::new(metadata.clone(), config.default_partitions),
             reader: ChunkReader::new(bucket, config.read_cache_bytes, metrics.clone()),
             metrics,
+            cluster,
             ingest,
             watermarks,
             metadata,

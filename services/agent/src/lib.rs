@@ -9,6 +9,7 @@
 //! committed that object's offsets.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod ingest;
 pub mod metrics;

@@ -8,8 +8,10 @@
 //! Storage is behind [`store::MetadataStore`]; [`sqlite::SqliteStore`] is the embedded default
 //! and [`postgres::PostgresStore`] the production store.
 
+pub mod agents;
 pub mod commit_plan;
 pub mod groups;
+pub mod metrics;
 pub mod postgres;
 pub mod producer_sequence;
 pub mod segment_pb;

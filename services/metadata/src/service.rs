@@ -15,7 +15,9 @@ use strata_proto::metadata::v1::metadata_service_server::MetadataService;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
+use crate::agents::AgentRegistry;
 use crate::groups::{ClientInfo, GroupCoordinator};
+use crate::metrics::MetadataMetrics;
 use crate::segment_pb;
 use crate::store::{
     ChunkOutcome, ChunkRow, MetadataStore, PartitionId, PartitionOffsets, SegmentCommit,
@@ -32,6 +34,8 @@ pub struct MetadataServiceImpl {
     clock: Arc<dyn Clock>,
     watermarks: broadcast::Sender<Arc<Vec<pb::PartitionOffsets>>>,
     groups: Arc<GroupCoordinator>,
+    agents: AgentRegistry,
+    metrics: MetadataMetrics,
 }
 
 impl std::fmt::Debug for MetadataServiceImpl {
@@ -46,12 +50,24 @@ impl MetadataServiceImpl {
     /// called inside a tokio runtime.
     pub fn new(store: Arc<dyn MetadataStore>, clock: Arc<dyn Clock>) -> Self {
         let (watermarks, _) = broadcast::channel(1024);
+        let metrics = MetadataMetrics::default();
         Self {
-            groups: GroupCoordinator::start(Arc::clone(&store), Arc::clone(&clock)),
+            groups: GroupCoordinator::start(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                metrics.clone(),
+            ),
+            agents: AgentRegistry::default(),
+            metrics,
             store,
             clock,
             watermarks,
         }
+    }
+
+    /// The service's metrics, to register with the process's registry.
+    pub fn metrics(&self) -> &MetadataMetrics {
+        &self.metrics
     }
 }
 
@@ -266,11 +282,22 @@ impl MetadataService for MetadataServiceImpl {
             chunks,
             committed_at_ms: self.clock.now_millis(),
         };
-        let outcome = self
-            .store
-            .commit_segment(commit.clone())
-            .await
-            .map_err(status_of)?;
+        let started = std::time::Instant::now();
+        let outcome = match self.store.commit_segment(commit.clone()).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.metrics.commit_failures.inc();
+                return Err(status_of(error));
+            }
+        };
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if outcome.already_committed {
+            self.metrics.commit_replays.inc();
+        } else {
+            self.metrics.commits.inc();
+        }
         let mut results = Vec::with_capacity(outcome.chunks.len());
         let mut changed = Vec::new();
         for (chunk, result) in commit.chunks.iter().zip(&outcome.chunks) {
@@ -421,6 +448,27 @@ impl MetadataService for MetadataServiceImpl {
         Ok(Response::new(pb::GroupCallResponse {
             body: body.to_vec(),
         }))
+    }
+
+    async fn agent_heartbeat(
+        &self,
+        request: Request<pb::AgentHeartbeatRequest>,
+    ) -> Result<Response<pb::AgentHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let agent = req
+            .agent
+            .ok_or_else(|| Status::invalid_argument("agent is required"))?;
+        let lease = std::time::Duration::from_millis(u64::from(req.lease_ms));
+        match self
+            .agents
+            .heartbeat(agent, lease, tokio::time::Instant::now())
+        {
+            Ok(agents) => {
+                self.metrics.agents.set(agents.len() as i64);
+                Ok(Response::new(pb::AgentHeartbeatResponse { agents }))
+            }
+            Err(error) => Err(Status::already_exists(error.to_string())),
+        }
     }
 
     type WatchHighWatermarksStream = WatchStream;

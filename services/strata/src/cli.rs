@@ -173,6 +173,12 @@ pub struct AgentArgs {
     /// Address of the agent's HTTP endpoint: /metrics, /healthz, /readyz (port 0 picks one).
     #[arg(long, env = "STRATA_HTTP_LISTEN", default_value = "127.0.0.1:9095")]
     pub http_listen: SocketAddr,
+    /// How often the agent renews its registration with the metadata service.
+    #[arg(long, env = "STRATA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long an agent stays listed to clients after its last heartbeat.
+    #[arg(long, env = "STRATA_AGENT_LEASE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub agent_lease: Duration,
     /// Availability zone of this agent, reported to clients as the broker's rack.
     #[arg(long, env = "STRATA_AVAILABILITY_ZONE")]
     pub availability_zone: Option<String>,

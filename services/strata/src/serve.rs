@@ -80,6 +80,7 @@ struct MetadataServer {
 async fn start_metadata(
     args: &MetadataArgs,
     default_store: Option<String>,
+    registry: &mut Registry,
 ) -> anyhow::Result<MetadataServer> {
     let store_url = args
         .store
@@ -88,6 +89,7 @@ async fn start_metadata(
         .context("--store is required, e.g. --store sqlite:///var/lib/strata/metadata.db")?;
     let store = open_store(&store_url).await?;
     let service = MetadataServiceImpl::new(store, strata_clock::system());
+    service.metrics().register(registry);
     let listener = TcpListener::bind(args.metadata_listen)
         .await
         .with_context(|| {
@@ -191,11 +193,26 @@ async fn start_agent(
         default_partitions: args.default_partitions.max(1),
         read_cache_bytes: args.read_cache_bytes,
         availability_zone: args.availability_zone.clone(),
+        heartbeat_interval: args.heartbeat_interval,
+        agent_lease: args.agent_lease.max(args.heartbeat_interval),
         ..AgentConfig::default()
     };
     tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
     let agent = Agent::start(config, metadata, bucket, strata_clock::system());
     agent.metrics.register(registry);
+    // a duplicate node id is an operator error: refuse to start rather than shadow another agent
+    match agent.cluster.heartbeat(&agent.metadata).await {
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            bail!(
+                "cannot join the cluster: {}; give each agent its own --node-id",
+                status.message()
+            )
+        }
+        Err(status) => {
+            tracing::warn!(%status, "first heartbeat failed; retrying in the background")
+        }
+        Ok(()) => {}
+    }
     Ok((agent, listener))
 }
 
@@ -265,10 +282,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let data_dir = std::path::absolute(&args.data_dir)?;
     let default_store = format!("sqlite://{}", data_dir.join("metadata.db").display());
-    let server = start_metadata(&args.metadata, Some(default_store)).await?;
+    let mut registry = Registry::default();
+    let server = start_metadata(&args.metadata, Some(default_store), &mut registry).await?;
     let client = metadata_client(&format!("http://{}", server.addr))?;
     let default_bucket = file_url(&data_dir.join("bucket"))?;
-    let mut registry = Registry::default();
     let (agent, listener) =
         start_agent(&args.agent, client, Some(default_bucket), &mut registry).await?;
     let ready = Arc::clone(&agent);
@@ -292,13 +309,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
 /// `strata metadata`: the metadata service alone.
 pub async fn metadata(args: MetadataArgs, default_store: Option<String>) -> anyhow::Result<()> {
-    let server = start_metadata(&args, default_store).await?;
-    let http = start_http(
-        args.metadata_http_listen,
-        Registry::default(),
-        Arc::new(|| true),
-    )
-    .await?;
+    let mut registry = Registry::default();
+    let server = start_metadata(&args, default_store, &mut registry).await?;
+    let http = start_http(args.metadata_http_listen, registry, Arc::new(|| true)).await?;
     println!("strata metadata ready: listen=http://{}", server.addr);
     shutdown_signal().await;
     http.stop().await;

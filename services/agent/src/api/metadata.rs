@@ -1,7 +1,8 @@
 //! Metadata: brokers and topic layouts.
 //!
-//! Every agent can take any partition, so this agent names itself leader of everything it
-//! reports. Unknown topics are created when both the client and the agent allow it.
+//! Every agent can take any partition; the "leader" of each partition is picked among the
+//! live agents by rendezvous hashing ([`ClusterView::leader`]), which spreads clients over
+//! agents. Unknown topics are created when both the client and the agent allow it.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -9,23 +10,27 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster::ClusterView;
 use crate::context::Agent;
 use crate::topics::Topic;
+use strata_proto::metadata::v1::AgentInfo;
 
 /// Answers a Metadata request.
 pub async fn handle(agent: &Agent, version: i16, request: MetadataRequest) -> MetadataResponse {
-    let node = BrokerId(agent.config.node_id);
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(StrBytes::from_string(agent.config.advertised_host.clone()))
-        .with_port(i32::from(agent.config.advertised_port))
-        .with_rack(
-            agent
-                .config
-                .availability_zone
-                .clone()
-                .map(StrBytes::from_string),
-        );
+    let agents = agent.cluster.agents();
+    let brokers = agents
+        .iter()
+        .map(|a| {
+            let rack = (!a.availability_zone.is_empty())
+                .then(|| StrBytes::from_string(a.availability_zone.clone()));
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(a.node_id))
+                .with_host(StrBytes::from_string(a.host.clone()))
+                .with_port(a.port)
+                .with_rack(rack)
+        })
+        .collect();
+    let node = &agents[..];
     // auto-creation is implied before v4, where the flag did not exist
     let allow_create =
         agent.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
@@ -49,9 +54,9 @@ pub async fn handle(agent: &Agent, version: i16, request: MetadataRequest) -> Me
         }
     };
     MetadataResponse::default()
-        .with_brokers(vec![broker])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(agent.config.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(agent.config.node_id))
         .with_topics(topics)
 }
 
@@ -59,7 +64,7 @@ async fn by_name(
     agent: &Agent,
     name: &TopicName,
     allow_create: bool,
-    node: BrokerId,
+    node: &[AgentInfo],
 ) -> MetadataResponseTopic {
     let lookup = if allow_create {
         agent.topics.get_or_create(name).await
@@ -74,7 +79,7 @@ async fn by_name(
     }
 }
 
-async fn by_id(agent: &Agent, id: uuid::Uuid, node: BrokerId) -> MetadataResponseTopic {
+async fn by_id(agent: &Agent, id: uuid::Uuid, node: &[AgentInfo]) -> MetadataResponseTopic {
     match agent.topics.by_id(id).await {
         Ok(topic) => describe(&topic, node),
         Err(error) => MetadataResponseTopic::default()
@@ -83,15 +88,17 @@ async fn by_id(agent: &Agent, id: uuid::Uuid, node: BrokerId) -> MetadataRespons
     }
 }
 
-fn describe(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
+fn describe(topic: &Topic, agents: &[AgentInfo]) -> MetadataResponseTopic {
+    let topic_id = *topic.id.as_bytes();
     let partitions = (0..topic.partition_count)
         .map(|index| {
+            let leader = ClusterView::leader(agents, &topic_id, index).map_or(-1, |a| a.node_id);
             MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(node)
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(vec![BrokerId(leader)])
+                .with_isr_nodes(vec![BrokerId(leader)])
         })
         .collect();
     MetadataResponseTopic::default()

@@ -115,6 +115,8 @@ pub struct JoinArgs {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: a first join gets MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: a rejoining static leader can be told to keep the assignment.
+    pub supports_skip_assignment: bool,
 }
 
 /// One member of a group.
@@ -287,6 +289,13 @@ impl Group {
         };
         self.members.insert(new_id.clone(), member);
         if self.state == GroupState::Stable && unchanged {
+            if was_leader && !args.supports_skip_assignment {
+                // before v9 a leader always assigns; naming the old id as leader makes the
+                // client act as a follower and fetch its stored assignment with SyncGroup
+                let mut outcome = self.round_outcome(&new_id, false, false);
+                outcome.leader = old_id.to_string();
+                return Step::Reply(outcome);
+            }
             return Step::Reply(self.current_outcome(&new_id, was_leader));
         }
         self.add_and_wait(new_id, args, now)

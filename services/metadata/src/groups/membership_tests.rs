@@ -18,6 +18,7 @@ fn args(member_id: &str, instance: Option<&str>) -> JoinArgs {
             ("roundrobin".into(), Bytes::from_static(b"rr")),
         ],
         require_known_member_id: true,
+        supports_skip_assignment: true,
     }
 }
 
@@ -218,5 +219,35 @@ fn unknown_members_are_rejected_everywhere() {
     assert_eq!(
         group.check_commit("ghost", None, 3),
         Err(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn before_v9_a_restarted_static_leader_is_answered_as_a_follower() {
+    let t0 = Instant::now();
+    let mut group = Group::default();
+    let mut rx = wait(group.join(args("", Some("worker-1")), t0));
+    let t1 = t0 + INITIAL_REBALANCE_DELAY;
+    group.tick(t1);
+    let old_id = rx.try_recv().unwrap().member_id;
+    drop(group.sync(
+        &old_id,
+        Some("worker-1"),
+        1,
+        vec![(old_id.clone(), Bytes::from_static(b"P"))],
+        t1,
+    ));
+    let mut old_client = args("", Some("worker-1"));
+    old_client.supports_skip_assignment = false;
+    let again = reply(group.join(old_client, t1));
+    assert_eq!(again.error, None);
+    assert_eq!(
+        again.leader, old_id,
+        "not the caller: it syncs as a follower"
+    );
+    assert!(again.members.is_empty() && !again.skip_assignment);
+    assert_eq!(
+        reply(group.sync(&again.member_id, Some("worker-1"), 1, vec![], t1)).unwrap(),
+        Bytes::from_static(b"P")
     );
 }

@@ -24,6 +24,7 @@ use strata_clock::Clock;
 use thiserror::Error;
 use tokio::time::Instant;
 
+use crate::metrics::MetadataMetrics;
 use crate::store::MetadataStore;
 use membership::{Group, GroupState, JoinArgs, JoinOutcome, Step};
 
@@ -59,6 +60,7 @@ pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
+    metrics: MetadataMetrics,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -89,11 +91,16 @@ fn text(s: &str) -> StrBytes {
 
 impl GroupCoordinator {
     /// A coordinator over `store`, with a background task expiring sessions.
-    pub fn start(store: Arc<dyn MetadataStore>, clock: Arc<dyn Clock>) -> Arc<Self> {
+    pub fn start(
+        store: Arc<dyn MetadataStore>,
+        clock: Arc<dyn Clock>,
+        metrics: MetadataMetrics,
+    ) -> Arc<Self> {
         let coordinator = Arc::new(Self {
             groups: Mutex::new(HashMap::new()),
             store,
             clock,
+            metrics,
         });
         let weak = Arc::downgrade(&coordinator);
         tokio::spawn(async move {
@@ -116,6 +123,10 @@ impl GroupCoordinator {
             group.tick(now);
         }
         groups.retain(|_, g| !g.is_idle());
+        self.metrics.groups.set(groups.len() as i64);
+        self.metrics
+            .group_members
+            .set(groups.values().map(|g| g.members.len() as i64).sum());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
@@ -207,6 +218,7 @@ impl GroupCoordinator {
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
             require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         let step = self.with_group(&request.group_id, |g| g.join(args, Instant::now()));
         let outcome = match step {

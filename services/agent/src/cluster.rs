@@ -1,0 +1,166 @@
+//! The agent's view of the cluster: which agents are alive, and which one clients should
+//! treat as each partition's leader.
+//!
+//! Every agent accepts every partition; "leader" only spreads clients over agents. It is
+//! chosen by rendezvous hashing over the live agents, so every agent names the same leader
+//! for a partition, and only the partitions of an agent that joins or leaves move.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
+use strata_proto::metadata::v1::{AgentHeartbeatRequest, AgentInfo};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// The live agents as last reported by the metadata service.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    me: AgentInfo,
+    live: Arc<RwLock<Vec<AgentInfo>>>,
+    lease: Duration,
+}
+
+impl ClusterView {
+    /// A view holding only this agent until the first heartbeat answers.
+    pub fn new(me: AgentInfo, lease: Duration) -> Self {
+        Self {
+            live: Arc::new(RwLock::new(vec![me.clone()])),
+            me,
+            lease,
+        }
+    }
+
+    /// This agent.
+    pub fn me(&self) -> &AgentInfo {
+        &self.me
+    }
+
+    /// Live agents ordered by node id (this one at least).
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        let live = self.live.read().unwrap_or_else(|p| p.into_inner());
+        if live.iter().any(|a| a.node_id == self.me.node_id) {
+            live.clone()
+        } else {
+            // the registry forgot us (e.g. the metadata service restarted): we are still alive
+            let mut all = live.clone();
+            all.push(self.me.clone());
+            all.sort_by_key(|a| a.node_id);
+            all
+        }
+    }
+
+    /// The agent clients should use for `partition` of `topic_id`, among `agents`.
+    pub fn leader<'a>(
+        agents: &'a [AgentInfo],
+        topic_id: &[u8; 16],
+        partition: i32,
+    ) -> Option<&'a AgentInfo> {
+        agents
+            .iter()
+            .max_by_key(|a| (rendezvous_score(topic_id, partition, a.node_id), a.node_id))
+    }
+
+    /// Renews this agent's lease once and refreshes the live list.
+    pub async fn heartbeat(
+        &self,
+        client: &MetadataServiceClient<Channel>,
+    ) -> Result<(), tonic::Status> {
+        let request = AgentHeartbeatRequest {
+            agent: Some(self.me.clone()),
+            lease_ms: u32::try_from(self.lease.as_millis()).unwrap_or(u32::MAX),
+        };
+        let response = client.clone().agent_heartbeat(request).await?.into_inner();
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = response.agents;
+        Ok(())
+    }
+
+    /// Heartbeats every `interval` until `stop` is cancelled.
+    pub fn spawn_heartbeats(
+        &self,
+        client: MetadataServiceClient<Channel>,
+        interval: Duration,
+        stop: CancellationToken,
+    ) {
+        let view = self.clone();
+        tokio::spawn(async move {
+            let beat = async {
+                let mut ticker = tokio::time::interval(interval);
+                loop {
+                    ticker.tick().await;
+                    if let Err(status) = view.heartbeat(&client).await {
+                        tracing::warn!(%status, node_id = view.me.node_id, "agent heartbeat failed");
+                    }
+                }
+            };
+            stop.run_until_cancelled(beat).await;
+        });
+    }
+}
+
+/// FNV-1a over the partition and the node id: stable across processes and versions.
+fn rendezvous_score(topic_id: &[u8; 16], partition: i32, node_id: i32) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    let (partition, node) = (partition.to_be_bytes(), node_id.to_be_bytes());
+    for byte in topic_id.iter().chain(&partition).chain(&node) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    // FNV's low bits mix poorly for short inputs: finish with a multiply-xorshift
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^ (hash >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn agent(node_id: i32) -> AgentInfo {
+        AgentInfo {
+            node_id,
+            host: "h".into(),
+            port: 1,
+            availability_zone: String::new(),
+            instance_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn leaders_spread_over_agents_and_move_little_when_one_leaves() {
+        let three = [agent(1), agent(2), agent(3)];
+        let topic = [7u8; 16];
+        let before: Vec<i32> = (0..300)
+            .map(|p| ClusterView::leader(&three, &topic, p).unwrap().node_id)
+            .collect();
+        for node in 1..=3 {
+            let owned = before.iter().filter(|n| **n == node).count();
+            assert!(
+                (60..=140).contains(&owned),
+                "node {node} leads {owned} of 300"
+            );
+        }
+        let two = [agent(1), agent(3)];
+        let after: Vec<i32> = (0..300)
+            .map(|p| ClusterView::leader(&two, &topic, p).unwrap().node_id)
+            .collect();
+        for (b, a) in before.iter().zip(&after) {
+            if *b != 2 {
+                assert_eq!(a, b, "partitions of the remaining agents stay put");
+            }
+        }
+    }
+
+    #[test]
+    fn this_agent_is_always_in_its_own_view() {
+        let view = ClusterView::new(agent(5), Duration::from_secs(5));
+        *view.live.write().unwrap() = vec![agent(1)];
+        assert_eq!(
+            view.agents().iter().map(|a| a.node_id).collect::<Vec<_>>(),
+            [1, 5]
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The metadata service's Prometheus metrics.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use strata_telemetry::seconds_histogram;
+
+/// Everything the metadata service counts.
+#[derive(Debug, Clone)]
+pub struct MetadataMetrics {
+    /// Segment commits applied (retries of committed objects excluded).
+    pub commits: Counter,
+    /// Segment commits answered from the stored outcome of an earlier commit.
+    pub commit_replays: Counter,
+    /// Segment commits that failed in the store.
+    pub commit_failures: Counter,
+    /// Store time of CommitSegment.
+    pub commit_seconds: Histogram,
+    /// Consumer groups with members or in a rebalance.
+    pub groups: Gauge,
+    /// Members of those groups.
+    pub group_members: Gauge,
+    /// Agents with a live lease.
+    pub agents: Gauge,
+}
+
+impl Default for MetadataMetrics {
+    fn default() -> Self {
+        Self {
+            commits: Counter::default(),
+            commit_replays: Counter::default(),
+            commit_failures: Counter::default(),
+            commit_seconds: seconds_histogram(),
+            groups: Gauge::default(),
+            group_members: Gauge::default(),
+            agents: Gauge::default(),
+        }
+    }
+}
+
+impl MetadataMetrics {
+    /// Registers every family under `strata_metadata_*`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("strata_metadata");
+        r.register("commits", "Segment commits applied", self.commits.clone());
+        r.register(
+            "commit_replays",
+            "Retried segment commits answered with the first outcome",
+            self.commit_replays.clone(),
+        );
+        r.register(
+            "commit_failures",
+            "Segment commits that failed in the store",
+            self.commit_failures.clone(),
+        );
+        r.register(
+            "commit_seconds",
+            "Store time of a segment commit",
+            self.commit_seconds.clone(),
+        );
+        r.register(
+            "groups",
+            "Consumer groups held in memory (members or rebalancing)",
+            self.groups.clone(),
+        );
+        r.register(
+            "group_members",
+            "Members of consumer groups",
+            self.group_members.clone(),
+        );
+        r.register("agents", "Agents with a live lease", self.agents.clone());
+    }
+}
