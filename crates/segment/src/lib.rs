@@ -75,6 +75,7 @@ mod chunk;
 mod codec;
 mod error;
 mod index;
+pub mod naming;
 mod writer;
 
 use std::fmt;

@@ -36,6 +36,10 @@ pub struct AgentConfig {
     pub availability_zone: Option<String>,
     /// How often the agent renews its registration with the metadata service.
     pub heartbeat_interval: Duration,
+    /// How often the orphan collector runs; zero disables it.
+    pub gc_interval: Duration,
+    /// How old an uncommitted segment object must be before the collector deletes it.
+    pub orphan_grace: Duration,
     /// How long a registration lasts without renewal: an agent that stops heartbeating
     /// drops out of Metadata responses after this long.
     pub agent_lease: Duration,
@@ -60,6 +64,8 @@ impl Default for AgentConfig {
             availability_zone: None,
             heartbeat_interval: Duration::from_secs(1),
             agent_lease: Duration::from_secs(5),
+            gc_interval: Duration::from_secs(5 * 60),
+            orphan_grace: Duration::from_secs(15 * 60),
         }
     }
 }

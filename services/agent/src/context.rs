@@ -33,6 +33,8 @@ pub struct Agent {
     pub topics: TopicCache,
     /// The open segment and its flusher.
     pub ingest: Ingest,
+    /// The bucket segment objects live in.
+    pub bucket: Bucket,
     /// Reads chunks from the bucket through a cache.
     pub reader: ChunkReader,
     /// High-watermark change notifications.
@@ -84,7 +86,8 @@ impl Agent {
         );
         Arc::new(Self {
             topics: TopicCache::new(metadata.clone(), config.default_partitions),
-            reader: ChunkReader::new(bucket, config.read_cache_bytes, metrics.clone()),
+            reader: ChunkReader::new(bucket.clone(), config.read_cache_bytes, metrics.clone()),
+            bucket,
             metrics,
             cluster,
             ingest,
@@ -110,6 +113,15 @@ impl Agent {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        if !self.config.gc_interval.is_zero() {
+            let grace = self.config.orphan_grace.max(crate::orphans::MIN_GRACE);
+            crate::orphans::spawn_collector(
+                Arc::clone(&self),
+                self.config.gc_interval,
+                grace,
+                self.background.clone(),
+            );
+        }
         let stop = self.stopping.clone();
         let tracker = TaskTracker::new();
         let accepting = tokio::spawn(crate::server::accept_loop(

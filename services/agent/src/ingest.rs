@@ -469,11 +469,10 @@ impl Flusher {
         let (object, entries) = self.encode(inputs).await?;
         let object_size = object.len() as u64;
         self.metrics.flush_bytes.observe(object_size as f64);
-        let key = format!(
-            "segments/{:013}-{}-{}.seg",
+        let key = strata_segment::naming::segment_key(
             self.clock.now_millis(),
             self.node_id,
-            uuid::Uuid::new_v4().simple()
+            *uuid::Uuid::new_v4().as_bytes(),
         );
         let upload = self
             .bucket

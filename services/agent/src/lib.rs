@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod orphans;
 pub mod read;
 pub mod server;
 pub mod topics;

@@ -62,6 +62,8 @@ pub struct AgentMetrics {
     pub cache_requests: Counter,
     /// Chunk reads that went to the bucket.
     pub cache_misses: Counter,
+    /// Uncommitted segment objects deleted by the orphan collector.
+    pub orphans_deleted: Counter,
 }
 
 impl Default for AgentMetrics {
@@ -83,6 +85,7 @@ impl Default for AgentMetrics {
             commit_seconds: seconds_histogram(),
             cache_requests: Counter::default(),
             cache_misses: Counter::default(),
+            orphans_deleted: Counter::default(),
         }
     }
 }
@@ -166,6 +169,11 @@ impl AgentMetrics {
             "read_cache_misses",
             "Chunk reads that went to the bucket",
             self.cache_misses.clone(),
+        );
+        r.register(
+            "orphans_deleted",
+            "Uncommitted segment objects deleted after their grace period",
+            self.orphans_deleted.clone(),
         );
     }
 

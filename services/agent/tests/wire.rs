@@ -19,6 +19,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strata_agent::{Agent, AgentConfig};
+use strata_clock::Clock;
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::MetadataServiceImpl;
 use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
@@ -27,11 +28,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 struct Node {
     kafka: std::net::SocketAddr,
+    agent: Arc<Agent>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: tokio::task::JoinHandle<()>,
 }
 
 async fn start_node(flush_interval: Duration) -> Node {
+    start_node_with_clock(flush_interval, strata_clock::system()).await
+}
+
+async fn start_node_with_clock(
+    flush_interval: Duration,
+    clock: Arc<dyn strata_clock::Clock>,
+) -> Node {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let service = MetadataServiceImpl::new(store, strata_clock::system());
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -53,18 +62,14 @@ async fn start_node(flush_interval: Duration) -> Node {
         flush_interval,
         ..AgentConfig::default()
     };
-    let agent = Agent::start(
-        config,
-        MetadataServiceClient::new(channel),
-        bucket,
-        strata_clock::system(),
-    );
+    let agent = Agent::start(config, MetadataServiceClient::new(channel), bucket, clock);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(agent.serve(listener, async move {
+    let serving = tokio::spawn(Arc::clone(&agent).serve(listener, async move {
         let _ = stopped.await;
     }));
     Node {
         kafka,
+        agent,
         stop: Some(stop),
         serving,
     }
@@ -363,4 +368,58 @@ async fn shutdown_commits_the_open_segment_and_answers_its_producers() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_collected_after_their_grace_and_committed_objects_never() {
+    let clock = strata_clock::ManualClock::new(strata_clock::system().now_millis());
+    let node = start_node_with_clock(Duration::from_millis(5), clock.clone()).await;
+    let mut conn = Conn::open(&node).await;
+    create_topic(&mut conn, "kept").await;
+    let id = conn
+        .send(ApiKey::Produce, 9, &produce("kept", batch(0, 3)))
+        .await;
+    let _: ProduceResponse = conn.receive(ApiKey::Produce, 9, id).await;
+    // an upload whose agent died before the commit
+    let bucket = &node.agent.bucket;
+    let orphan = bucket.path(&strata_segment::naming::segment_key(
+        clock.now_millis(),
+        9,
+        [7; 16],
+    ));
+    bucket
+        .store
+        .put(
+            &orphan,
+            object_store::PutPayload::from_static(b"never committed"),
+        )
+        .await
+        .unwrap();
+    let grace = strata_agent::orphans::MIN_GRACE;
+
+    let early = strata_agent::orphans::collect_once(&node.agent, grace)
+        .await
+        .unwrap();
+    assert_eq!(
+        (early.listed, early.candidates, early.deleted),
+        (2, 0, 0),
+        "nothing is old enough yet"
+    );
+
+    clock.advance(grace + Duration::from_secs(1));
+    let late = strata_agent::orphans::collect_once(&node.agent, grace)
+        .await
+        .unwrap();
+    assert_eq!((late.listed, late.candidates, late.deleted), (2, 2, 1));
+    assert!(
+        bucket.store.head(&orphan).await.is_err(),
+        "the orphan is gone"
+    );
+
+    // the committed segment is still served
+    let id = conn.send(ApiKey::Fetch, 12, &fetch("kept", 0, 0)).await;
+    let response: FetchResponse = conn.receive(ApiKey::Fetch, 12, id).await;
+    let mut records = response.responses[0].partitions[0].records.clone().unwrap();
+    let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+    assert_eq!(sets.iter().map(|s| s.records.len()).sum::<usize>(), 3);
 }

@@ -453,6 +453,22 @@ pub async fn committed_offsets(store: impl MetadataStore) {
     assert!(store.fetch_offsets("g", None).await.unwrap().is_empty());
 }
 
+/// Committed objects are told from uploads that never got committed.
+pub async fn committed_objects_are_known(store: impl MetadataStore) {
+    let t = store.create_topic(topic("t", 1, 1)).await.unwrap().topic_id;
+    store
+        .commit_segment(segment("segments/a", vec![chunk(t, 0, 1, 1)]))
+        .await
+        .unwrap();
+    let keys = vec!["segments/orphan".to_string(), "segments/a".to_string()];
+    assert_eq!(store.committed_objects(keys).await.unwrap(), [false, true]);
+    assert!(store
+        .committed_objects(Vec::new())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// Generates one `#[tokio::test]` per conformance check for the store `$make` builds.
 macro_rules! store_conformance_tests {
     ($make:expr) => {
@@ -464,7 +480,8 @@ macro_rules! store_conformance_tests {
             lookup_finds_the_chunk_holding_an_offset,
             timestamp_queries,
             committed_offsets,
-            idempotent_producer_batches
+            idempotent_producer_batches,
+            committed_objects_are_known
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -25,6 +25,11 @@ use crate::store::{
 };
 use crate::topic_rules;
 
+/// Oldest segment object (by the time in its key) that CommitSegment accepts. The orphan
+/// collector's grace period must exceed it, so it never deletes an object a commit may
+/// still name.
+pub const MAX_COMMIT_AGE_MS: i64 = 5 * 60 * 1000;
+
 /// Most index rows one LookupBatches partition returns.
 const MAX_LOOKUP_ROWS: u32 = 64;
 
@@ -271,6 +276,15 @@ impl MetadataService for MetadataServiceImpl {
         if req.object_key.is_empty() {
             return Err(Status::invalid_argument("object_key is required"));
         }
+        if let Some(written) = strata_segment::naming::segment_key_time(&req.object_key) {
+            let age = self.clock.now_millis() - written;
+            if age > MAX_COMMIT_AGE_MS {
+                return Err(Status::failed_precondition(format!(
+                    "object {} was written {age} ms ago; objects older than {MAX_COMMIT_AGE_MS} ms may be collected as orphans and are not committed",
+                    req.object_key
+                )));
+            }
+        }
         let chunks = req
             .chunks
             .iter()
@@ -448,6 +462,19 @@ impl MetadataService for MetadataServiceImpl {
         Ok(Response::new(pb::GroupCallResponse {
             body: body.to_vec(),
         }))
+    }
+
+    async fn committed_objects(
+        &self,
+        request: Request<pb::CommittedObjectsRequest>,
+    ) -> Result<Response<pb::CommittedObjectsResponse>, Status> {
+        let keys = request.into_inner().object_keys;
+        let committed = self
+            .store
+            .committed_objects(keys)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(pb::CommittedObjectsResponse { committed }))
     }
 
     async fn agent_heartbeat(

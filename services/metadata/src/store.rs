@@ -302,6 +302,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Removes every offset of a group; returns whether it had any.
     async fn delete_group_offsets(&self, group: &str) -> Result<bool, StoreError>;
+    /// Which of `object_keys` have been committed (in the same order).
+    async fn committed_objects(&self, object_keys: Vec<String>) -> Result<Vec<bool>, StoreError>;
     /// Names of groups that have committed offsets, sorted.
     async fn groups_with_offsets(&self) -> Result<Vec<String>, StoreError>;
     /// The chunk a timestamp query selects, among chunks at or above the log start.

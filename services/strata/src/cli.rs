@@ -179,6 +179,12 @@ pub struct AgentArgs {
     /// How long an agent stays listed to clients after its last heartbeat.
     #[arg(long, env = "STRATA_AGENT_LEASE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub agent_lease: Duration,
+    /// How often the orphan collector deletes uploads that were never committed; 0 disables.
+    #[arg(long, env = "STRATA_GC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub gc_interval: Duration,
+    /// Age an uncommitted segment object must reach before it is deleted (at least 10m).
+    #[arg(long, env = "STRATA_ORPHAN_GRACE", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub orphan_grace: Duration,
     /// Availability zone of this agent, reported to clients as the broker's rack.
     #[arg(long, env = "STRATA_AVAILABILITY_ZONE")]
     pub availability_zone: Option<String>,

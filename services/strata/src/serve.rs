@@ -174,6 +174,12 @@ async fn start_agent(
         tracing::info!(bucket = %bucket_url, ?outcome, "bucket created or found");
     }
     let bucket = metered(strata_storage::open(&bucket_url, &s3)?, registry);
+    if args.orphan_grace < strata_agent::orphans::MIN_GRACE {
+        bail!(
+            "--orphan-grace {} is too short: it must outlast the 5-minute window in which a segment may still be committed; use at least 10m",
+            humantime::format_duration(args.orphan_grace)
+        );
+    }
     let listener = TcpListener::bind(args.kafka_listen)
         .await
         .with_context(|| format!("cannot listen on {} for Kafka clients", args.kafka_listen))?;
@@ -194,6 +200,8 @@ async fn start_agent(
         read_cache_bytes: args.read_cache_bytes,
         availability_zone: args.availability_zone.clone(),
         heartbeat_interval: args.heartbeat_interval,
+        gc_interval: args.gc_interval,
+        orphan_grace: args.orphan_grace,
         agent_lease: args.agent_lease.max(args.heartbeat_interval),
         ..AgentConfig::default()
     };

@@ -199,3 +199,21 @@ fn partition_at(row: &Row, idx: usize) -> Result<PartitionId, PgError> {
         partition: row.try_get(idx + 1)?,
     })
 }
+
+/// Which of `keys` have a segments row, in the order given.
+pub(super) async fn committed_objects(
+    client: &impl GenericClient,
+    keys: &[String],
+) -> Result<Vec<bool>, PgError> {
+    let rows = query(
+        client,
+        "SELECT object_key FROM segments WHERE object_key = ANY($1)",
+        &[&keys],
+    )
+    .await?;
+    let found: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    Ok(keys.iter().map(|key| found.contains(key)).collect())
+}

@@ -292,6 +292,10 @@ impl MetadataStore for PostgresStore {
             .await
     }
 
+    async fn committed_objects(&self, object_keys: Vec<String>) -> Result<Vec<bool>, StoreError> {
+        Ok(lookup::committed_objects(&self.client().await?, &object_keys).await?)
+    }
+
     async fn groups_with_offsets(&self) -> Result<Vec<String>, StoreError> {
         Ok(group_offsets::groups(&self.client().await?).await?)
     }

@@ -522,6 +522,19 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn committed_objects(&self, object_keys: Vec<String>) -> Result<Vec<bool>, StoreError> {
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM segments WHERE object_key = ?1)")
+                .map_err(db)?;
+            object_keys
+                .iter()
+                .map(|key| stmt.query_row([key], |r| r.get(0)).map_err(db))
+                .collect()
+        })
+        .await
+    }
+
     async fn groups_with_offsets(&self) -> Result<Vec<String>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn
