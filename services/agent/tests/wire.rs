@@ -41,6 +41,15 @@ async fn start_node_with_clock(
     flush_interval: Duration,
     clock: Arc<dyn strata_clock::Clock>,
 ) -> Node {
+    let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
+    start_node_on(flush_interval, clock, bucket).await
+}
+
+async fn start_node_on(
+    flush_interval: Duration,
+    clock: Arc<dyn strata_clock::Clock>,
+    bucket: strata_storage::Bucket,
+) -> Node {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let service = MetadataServiceImpl::new(store, strata_clock::system());
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -53,7 +62,6 @@ async fn start_node_with_clock(
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
         .unwrap()
         .connect_lazy();
-    let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let kafka = listener.local_addr().unwrap();
     let config = AgentConfig {
@@ -422,4 +430,68 @@ async fn orphans_are_collected_after_their_grace_and_committed_objects_never() {
     let mut records = response.responses[0].partitions[0].records.clone().unwrap();
     let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
     assert_eq!(sets.iter().map(|s| s.records.len()).sum::<usize>(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_failures_and_stalls_never_acknowledge_what_is_not_stored() {
+    let memory = strata_storage::open("memory://", &Default::default()).unwrap();
+    let faulty = Arc::new(strata_storage::FaultyStore::new(memory.store.clone()));
+    let bucket = strata_storage::Bucket {
+        store: faulty.clone(),
+        ..memory
+    };
+    let node = start_node_on(Duration::from_millis(5), strata_clock::system(), bucket).await;
+    let mut conn = Conn::open(&node).await;
+    create_topic(&mut conn, "faults").await;
+
+    // the upload fails (a 503 after the client's retries): the producer is told, nothing is committed
+    faulty.fail_next(strata_storage::Op::Put, 1);
+    let id = conn
+        .send(ApiKey::Produce, 9, &produce("faults", batch(0, 2)))
+        .await;
+    let response: ProduceResponse = conn.receive(ApiKey::Produce, 9, id).await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        partition.error_code,
+        kafka_protocol::error::ResponseError::KafkaStorageError.code()
+    );
+
+    // the upload stalls: no answer until the bucket does
+    faulty.stall_next(strata_storage::Op::Put, 1);
+    let id = conn
+        .send(ApiKey::Produce, 9, &produce("faults", batch(2, 3)))
+        .await;
+    faulty.until_stalled(1).await;
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        conn.receive::<ProduceResponse>(ApiKey::Produce, 9, id),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "no acknowledgement while the upload hangs"
+    );
+    faulty.release();
+    let response: ProduceResponse = conn.receive(ApiKey::Produce, 9, id).await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        (partition.error_code, partition.base_offset),
+        (0, 0),
+        "the failed batch took no offsets"
+    );
+
+    let id = conn.send(ApiKey::Fetch, 12, &fetch("faults", 0, 0)).await;
+    let response: FetchResponse = conn.receive(ApiKey::Fetch, 12, id).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.high_watermark, 3);
+    let mut records = partition.records.clone().unwrap();
+    let values: Vec<_> = RecordBatchDecoder::decode_all(&mut records)
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.records.iter().map(|r| r.value.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        values,
+        vec![Bytes::from("v2"), Bytes::from("v3"), Bytes::from("v4")]
+    );
 }
