@@ -20,6 +20,9 @@ pub struct AgentConfig {
     pub flush_interval: Duration,
     /// A segment is flushed as soon as it holds this many bytes.
     pub flush_bytes: usize,
+    /// Also flush as soon as no upload is in flight (low latency when idle, larger segments
+    /// under load); without it a segment waits for `flush_interval` or `flush_bytes`.
+    pub adaptive_flush: bool,
     /// Segment uploads in flight at once.
     pub max_inflight_uploads: usize,
     /// zstd level for segment chunks.
@@ -56,6 +59,7 @@ impl Default for AgentConfig {
             flush_interval: Duration::from_millis(100),
             flush_bytes: 8 * 1024 * 1024,
             max_inflight_uploads: 4,
+            adaptive_flush: false,
             zstd_level: 1,
             max_request_bytes: 100 * 1024 * 1024,
             auto_create_topics: true,

@@ -241,6 +241,7 @@ impl Ingest {
             flusher,
             config.flush_interval,
             config.max_inflight_uploads.max(1),
+            config.adaptive_flush,
         ));
         Self {
             shared,
@@ -332,11 +333,15 @@ fn lock(open: &Mutex<OpenSegment>) -> std::sync::MutexGuard<'_, OpenSegment> {
 }
 
 /// Waits for a flush trigger, takes the open segment and hands it to an upload task.
+/// With `adaptive`, a segment is also flushed as soon as no upload is in flight: an idle
+/// agent answers in about one PUT plus one commit, and a loaded one accumulates larger
+/// segments while its uploads run.
 async fn run_flusher(
     shared: Arc<Shared>,
     flusher: Flusher,
     interval: Duration,
     max_uploads: usize,
+    adaptive: bool,
 ) {
     let permits = Arc::new(Semaphore::new(max_uploads));
     let mut uploads = JoinSet::new();
@@ -352,7 +357,8 @@ async fn run_flusher(
                 open.bytes >= shared.flush_bytes,
             )
         };
-        let due = full || closed || deadline.is_some_and(|d| d <= Instant::now());
+        let idle = adaptive && deadline.is_some() && permits.available_permits() == max_uploads;
+        let due = full || closed || idle || deadline.is_some_and(|d| d <= Instant::now());
         if !due {
             match deadline {
                 Some(deadline) => {
@@ -378,10 +384,13 @@ async fn run_flusher(
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let predecessor = std::mem::replace(&mut previous_commit, done_rx);
             let flusher = flusher.clone();
+            let shared = Arc::clone(&shared);
             uploads.spawn(async move {
                 flusher.flush(taken, predecessor).await;
                 drop(done_tx);
                 drop(permit);
+                // an upload slot is free: an adaptive flusher may start the next segment
+                shared.wake.notify_one();
             });
         }
         while uploads.try_join_next().is_some() {}

@@ -155,6 +155,10 @@ pub struct AgentArgs {
     /// Flush a segment once it holds this many bytes.
     #[arg(long, env = "STRATA_FLUSH_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub flush_bytes: usize,
+    /// Also flush a segment as soon as no upload is in flight: idle produce latency becomes
+    /// about one PUT plus one commit, at the price of more, smaller objects at low load.
+    #[arg(long, env = "STRATA_ADAPTIVE_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub adaptive_flush: bool,
     /// Segment uploads in flight at once.
     #[arg(long, env = "STRATA_MAX_INFLIGHT_UPLOADS", default_value_t = 4)]
     pub max_inflight_uploads: usize,

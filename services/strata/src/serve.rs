@@ -194,6 +194,7 @@ async fn start_agent(
         flush_interval: args.flush_interval,
         flush_bytes: args.flush_bytes.max(1),
         max_inflight_uploads: args.max_inflight_uploads.max(1),
+        adaptive_flush: args.adaptive_flush,
         max_request_bytes: args.max_request_bytes,
         auto_create_topics: args.auto_create_topics,
         default_partitions: args.default_partitions.max(1),
