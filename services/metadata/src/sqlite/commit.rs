@@ -1,13 +1,17 @@
 //! CommitSegment and InitProducerId inside one SQLite transaction.
+//!
+//! The decisions (offsets, idempotent-producer sequences, index rows) are
+//! [`crate::commit_plan`]'s, shared with PostgreSQL; this file only reads the plan's inputs
+//! and writes its results.
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::{db, offsets_of};
-use crate::producer_sequence::{after_append, decide, Decision, ProducerPartitionState};
-use crate::store::{
-    ChunkOutcome, ChunkToCommit, PartitionId, PartitionOffsets, ProducerBatch, ProducerRejection,
-    RunOutcome, SegmentCommit, StoreError,
+use crate::commit_plan::{
+    bump_epoch, decode_producer_state, encode_outcomes, encode_producer_state, partitions_of, plan,
+    producer_keys_of, replayed_outcomes, CommitInputs, EpochBump,
 };
+use crate::store::{ChunkOutcome, PartitionId, ProducerRejection, SegmentCommit, StoreError};
 
 /// The outcomes stored for an object committed before, returned unchanged.
 pub(super) fn replay(
@@ -19,98 +23,31 @@ pub(super) fn replay(
         .map_err(db)?
         .query_row([&commit.object_key], |r| r.get(0))
         .map_err(db)?;
-    let outcomes: Vec<ChunkOutcome> = serde_json::from_str(&stored)
-        .map_err(|e| StoreError::Database(format!("stored commit outcome: {e}")))?;
-    if outcomes.len() != commit.chunks.len() {
-        return Err(StoreError::InvalidRequest(format!(
-            "object {} was committed with {} chunks, the retry has {}",
-            commit.object_key,
-            outcomes.len(),
-            commit.chunks.len()
-        )));
-    }
-    Ok(outcomes)
+    replayed_outcomes(commit, &stored)
 }
 
-/// Assigns offsets run by run, records index rows and the commit's outcome.
+/// Reads what the plan needs, applies it, and records the commit's outcome.
 pub(super) fn apply(
     tx: &Transaction<'_>,
     commit: &SegmentCommit,
 ) -> Result<Vec<ChunkOutcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(commit.chunks.len());
-    for chunk in &commit.chunks {
-        outcomes.push(apply_chunk(tx, &commit.object_key, chunk)?);
-    }
-    let stored =
-        serde_json::to_string(&outcomes).map_err(|e| StoreError::Database(e.to_string()))?;
-    tx.prepare_cached(
-        "INSERT INTO segments (object_key, object_size, committed_at_ms, outcome) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .map_err(db)?
-    .execute(params![commit.object_key, commit.object_size as i64, commit.committed_at_ms, stored])
-    .map_err(db)?;
-    Ok(outcomes)
-}
-
-/// A stretch of accepted runs that becomes one index row.
-struct Row {
-    raw_offset: u32,
-    raw_end: u32,
-    base_offset: i64,
-    end_offset: i64,
-}
-
-fn apply_chunk(
-    tx: &Transaction<'_>,
-    object_key: &str,
-    chunk: &ChunkToCommit,
-) -> Result<ChunkOutcome, StoreError> {
-    let p = chunk.partition;
-    let Some(before) = offsets_of(tx, &p)? else {
-        return Ok(ChunkOutcome::UnknownPartition);
-    };
-    let mut next = before.high_watermark;
-    let mut runs = Vec::with_capacity(chunk.runs.len());
-    let mut rows: Vec<Row> = Vec::new();
-    for run in &chunk.runs {
-        if run.offset_count <= 0 || run.raw_length == 0 {
-            return Err(StoreError::InvalidRequest(format!(
-                "a run of partition {} holds {} offsets in {} bytes",
-                p.partition, run.offset_count, run.raw_length
-            )));
+    let mut inputs = CommitInputs::default();
+    for p in partitions_of(commit) {
+        if let Some(offsets) = offsets_of(tx, &p)? {
+            inputs.offsets.insert(p, offsets);
         }
-        let decision = match &run.producer {
-            None => Decision::Append,
-            Some(batch) => check_sequence(tx, &p, batch)?,
-        };
-        let outcome = match decision {
-            Decision::Append => {
-                let base_offset = next;
-                next += run.offset_count;
-                if let Some(batch) = &run.producer {
-                    record_sequence(tx, &p, batch, base_offset)?;
-                }
-                let run_end = run.raw_offset + run.raw_length;
-                match rows.last_mut() {
-                    Some(row) if row.raw_end == run.raw_offset && row.end_offset == base_offset => {
-                        row.raw_end = run_end;
-                        row.end_offset = next;
-                    }
-                    _ => rows.push(Row {
-                        raw_offset: run.raw_offset,
-                        raw_end: run_end,
-                        base_offset,
-                        end_offset: next,
-                    }),
-                }
-                RunOutcome::Appended { base_offset }
-            }
-            Decision::Duplicate(base_offset) => RunOutcome::Duplicate { base_offset },
-            Decision::Reject(reason) => RunOutcome::Rejected(reason),
-        };
-        runs.push(outcome);
     }
-    for row in &rows {
+    for (producer_id, p) in producer_keys_of(commit) {
+        if let Some(epoch) = producer_epoch(tx, producer_id)? {
+            inputs.epochs.insert(producer_id, epoch);
+        }
+        if let Some(state) = partition_state(tx, &p, producer_id)? {
+            inputs.states.insert((producer_id, p), state);
+        }
+    }
+    let planned = plan(commit, inputs)?;
+    for row in &planned.rows {
+        let (p, r) = (&row.partition, &row.row);
         tx.prepare_cached(
             "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key, byte_offset,
                                  byte_length, raw_offset, raw_length, max_timestamp)
@@ -120,32 +57,46 @@ fn apply_chunk(
         .execute(params![
             &p.topic_id[..],
             p.partition,
-            row.base_offset,
-            row.end_offset,
-            object_key,
-            chunk.byte_offset as i64,
-            chunk.byte_length,
-            row.raw_offset,
-            row.raw_end - row.raw_offset,
-            chunk.max_timestamp
+            r.base_offset,
+            r.end_offset,
+            r.object_key,
+            r.byte_offset as i64,
+            r.byte_length,
+            r.raw_offset,
+            r.raw_length,
+            r.max_timestamp
         ])
         .map_err(db)?;
     }
-    if next != before.high_watermark {
+    for (p, high_watermark) in &planned.high_watermarks {
         tx.prepare_cached(
             "UPDATE partitions SET next_offset = ?3 WHERE topic_id = ?1 AND partition = ?2",
         )
         .map_err(db)?
-        .execute(params![&p.topic_id[..], p.partition, next])
+        .execute(params![&p.topic_id[..], p.partition, high_watermark])
         .map_err(db)?;
     }
-    Ok(ChunkOutcome::Committed {
-        runs,
-        offsets: PartitionOffsets {
-            log_start_offset: before.log_start_offset,
-            high_watermark: next,
-        },
-    })
+    for ((producer_id, p), state) in &planned.producer_states {
+        tx.prepare_cached(
+            "INSERT INTO producer_partitions (producer_id, topic_id, partition, state) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (producer_id, topic_id, partition) DO UPDATE SET state = excluded.state",
+        )
+        .map_err(db)?
+        .execute(params![producer_id, &p.topic_id[..], p.partition, encode_producer_state(state)?])
+        .map_err(db)?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO segments (object_key, object_size, committed_at_ms, outcome) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(db)?
+    .execute(params![
+        commit.object_key,
+        commit.object_size as i64,
+        commit.committed_at_ms,
+        encode_outcomes(&planned.outcomes)?
+    ])
+    .map_err(db)?;
+    Ok(planned.outcomes)
 }
 
 fn producer_epoch(tx: &Transaction<'_>, producer_id: i64) -> Result<Option<i16>, StoreError> {
@@ -160,51 +111,14 @@ fn partition_state(
     tx: &Transaction<'_>,
     p: &PartitionId,
     producer_id: i64,
-) -> Result<Option<ProducerPartitionState>, StoreError> {
+) -> Result<Option<crate::producer_sequence::ProducerPartitionState>, StoreError> {
     let stored: Option<String> = tx
         .prepare_cached("SELECT state FROM producer_partitions WHERE producer_id = ?1 AND topic_id = ?2 AND partition = ?3")
         .map_err(db)?
         .query_row(params![producer_id, &p.topic_id[..], p.partition], |r| r.get(0))
         .optional()
         .map_err(db)?;
-    stored
-        .map(|s| {
-            serde_json::from_str(&s)
-                .map_err(|e| StoreError::Database(format!("producer state: {e}")))
-        })
-        .transpose()
-}
-
-fn check_sequence(
-    tx: &Transaction<'_>,
-    p: &PartitionId,
-    batch: &ProducerBatch,
-) -> Result<Decision, StoreError> {
-    let epoch = producer_epoch(tx, batch.producer_id)?;
-    let state = partition_state(tx, p, batch.producer_id)?;
-    Ok(decide(epoch, state.as_ref(), batch))
-}
-
-fn record_sequence(
-    tx: &Transaction<'_>,
-    p: &PartitionId,
-    batch: &ProducerBatch,
-    base_offset: i64,
-) -> Result<(), StoreError> {
-    let state = after_append(
-        partition_state(tx, p, batch.producer_id)?,
-        batch,
-        base_offset,
-    );
-    let stored = serde_json::to_string(&state).map_err(|e| StoreError::Database(e.to_string()))?;
-    tx.prepare_cached(
-        "INSERT INTO producer_partitions (producer_id, topic_id, partition, state) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (producer_id, topic_id, partition) DO UPDATE SET state = excluded.state",
-    )
-    .map_err(db)?
-    .execute(params![batch.producer_id, &p.topic_id[..], p.partition, stored])
-    .map_err(db)?;
-    Ok(())
+    stored.as_deref().map(decode_producer_state).transpose()
 }
 
 /// Issues a producer id, or bumps the epoch of the given current one.
@@ -213,17 +127,17 @@ pub(super) fn init_producer(
     current: Option<(i64, i16)>,
 ) -> Result<Result<(i64, i16), ProducerRejection>, StoreError> {
     if let Some((producer_id, epoch)) = current {
-        match producer_epoch(tx, producer_id)? {
-            Some(stored) if stored == epoch && epoch < i16::MAX => {
+        match bump_epoch(producer_epoch(tx, producer_id)?, epoch) {
+            EpochBump::Bump(next) => {
                 tx.execute(
                     "UPDATE producers SET epoch = ?2 WHERE producer_id = ?1",
-                    params![producer_id, epoch + 1],
+                    params![producer_id, next],
                 )
                 .map_err(db)?;
-                return Ok(Ok((producer_id, epoch + 1)));
+                return Ok(Ok((producer_id, next)));
             }
-            Some(stored) if stored == epoch => {}
-            _ => return Ok(Err(ProducerRejection::FencedEpoch)),
+            EpochBump::NewProducer => {}
+            EpochBump::Fenced => return Ok(Err(ProducerRejection::FencedEpoch)),
         }
     }
     tx.execute("INSERT INTO producers (epoch) VALUES (0)", [])
