@@ -9,6 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use strata_proto::metadata::v1::GroupCallRequest;
 
+use tracing::Instrument;
+
 use super::{encode_raw_response, Call, Outcome};
 use crate::context::Agent;
 
@@ -24,7 +26,9 @@ pub fn relay(agent: Arc<Agent>, call: Call, body: Bytes) -> Outcome {
             .map(|p| format!("/{}", p.ip()))
             .unwrap_or_default(),
     };
-    let task = tokio::spawn(async move { agent.metadata.clone().group_call(request).await });
+    let task = tokio::spawn(
+        async move { agent.metadata.clone().group_call(request).await }.in_current_span(),
+    );
     Outcome::Respond(Box::pin(async move {
         let reply = task.await.map_err(|e| format!("group relay failed: {e}"))?;
         match reply {

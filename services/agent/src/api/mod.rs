@@ -26,6 +26,8 @@ use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use tracing::Instrument;
+
 use crate::context::Agent;
 use crate::metrics::ApiLabel;
 
@@ -127,7 +129,8 @@ where
     R: Encodable + Send + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    let task = tokio::spawn(work);
+    // the handler runs in the request's span (see `dispatch`)
+    let task = tokio::spawn(work.in_current_span());
     Outcome::Respond(Box::pin(async move {
         let body = task.await.map_err(|e| format!("handler failed: {e}"))?;
         encode_response(&call, &body).map(Some)
@@ -177,20 +180,32 @@ pub async fn dispatch(
         client_id: header.client_id.as_ref().map(|c| c.to_string()),
         peer,
     };
-    let span = tracing::debug_span!("request", api = ?api, version, correlation_id = call.correlation_id, client_id = ?call.client_id);
-    let _entered = span.enter();
+    let span = tracing::info_span!(
+        "request",
+        api = ?api,
+        version,
+        correlation_id = call.correlation_id,
+        client_id = call.client_id.as_deref().unwrap_or(""),
+        peer = ?call.peer
+    );
     let label = ApiLabel {
         api: format!("{api:?}"),
     };
     agent.metrics.requests.get_or_create(&label).inc();
     let timer = agent.metrics.request_seconds.get_or_create(&label).clone();
     let started = tokio::time::Instant::now();
-    match route(Arc::clone(agent), call, frame).await {
-        Ok(Outcome::Respond(pending)) => Outcome::Respond(Box::pin(async move {
-            let response = pending.await;
-            timer.observe(started.elapsed().as_secs_f64());
-            response
-        })),
+    match route(Arc::clone(agent), call, frame)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(Outcome::Respond(pending)) => Outcome::Respond(Box::pin(
+            async move {
+                let response = pending.await;
+                timer.observe(started.elapsed().as_secs_f64());
+                response
+            }
+            .instrument(span),
+        )),
         Ok(outcome) | Err(outcome) => outcome,
     }
 }
