@@ -37,19 +37,10 @@ SECRET_ACCESS_KEY="test"
 START_TIMEOUT="${LOCALSTACK_START_TIMEOUT:-120}"
 STOP_TIMEOUT=30
 
-log() { echo "[localstack] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-usage() {
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
-}
-
-[ $# -eq 2 ] || usage
-cmd="$1"
-case "$cmd" in start | stop) ;; *) usage ;; esac
-mkdir -p "$2"
-DIR="$(cd "$2" && pwd)"
+SERVER_NAME=localstack
+# shellcheck source=scripts/lib/test-server.sh
+. "$REPO/scripts/lib/test-server.sh"
+parse_server_args "$@"
 PIDFILE="$DIR/localstack.pid"
 
 # --- Python 3.13 and the venv ------------------------------------------------------------
@@ -199,27 +190,7 @@ start() {
 }
 
 stop() {
-    local pid
-    pid="$(running_pid)"
-    if [ -z "$pid" ]; then
-        log "not running (DIR $DIR)"
-        rm -f "$PIDFILE"
-        return
-    fi
-    log "stopping pid $pid"
-    kill -CONT "$pid" 2>/dev/null || true  # a stopped (SIGSTOP) process would not see TERM
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            log "still running after ${STOP_TIMEOUT}s; killing pid $pid"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-            break
-        fi
-        sleep 0.1
-    done
-    rm -f "$PIDFILE"
+    stop_server
 }
 
 case "$cmd" in

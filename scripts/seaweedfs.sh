@@ -34,19 +34,10 @@ SECRET_ACCESS_KEY="${SEAWEEDFS_SECRET_ACCESS_KEY:-strata-test-secret}"
 START_TIMEOUT="${SEAWEEDFS_START_TIMEOUT:-60}"
 STOP_TIMEOUT=20
 
-log() { echo "[seaweedfs] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-usage() {
-    echo "usage: $0 start|stop DIR" >&2
-    exit 2
-}
-
-[ $# -eq 2 ] || usage
-cmd="$1"
-case "$cmd" in start | stop) ;; *) usage ;; esac
-mkdir -p "$2"
-DIR="$(cd "$2" && pwd)"
+SERVER_NAME=seaweedfs
+# shellcheck source=scripts/lib/test-server.sh
+. "$REPO/scripts/lib/test-server.sh"
+parse_server_args "$@"
 PIDFILE="$DIR/weed.pid"
 
 # --- venv with the weed binary ------------------------------------------------------
@@ -223,27 +214,7 @@ EOF
 }
 
 stop() {
-    local pid
-    pid="$(running_pid)"
-    if [ -z "$pid" ]; then
-        log "not running (DIR $DIR)"
-        rm -f "$PIDFILE"
-        return
-    fi
-    log "stopping pid $pid"
-    kill -CONT "$pid" 2>/dev/null || true  # a stopped (SIGSTOP) process would not see TERM
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            log "still running after ${STOP_TIMEOUT}s; killing pid $pid"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-            break
-        fi
-        sleep 0.1
-    done
-    rm -f "$PIDFILE"
+    stop_server
 }
 
 case "$cmd" in
