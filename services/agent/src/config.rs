@@ -23,6 +23,9 @@ pub struct AgentConfig {
     /// Also flush as soon as no upload is in flight (low latency when idle, larger segments
     /// under load); without it a segment waits for `flush_interval` or `flush_bytes`.
     pub adaptive_flush: bool,
+    /// Most bytes of produced batches held while waiting for their segment's commit; a
+    /// producer beyond it waits (its connection is not read) until uploads catch up.
+    pub max_buffered_bytes: usize,
     /// Segment uploads in flight at once.
     pub max_inflight_uploads: usize,
     /// zstd level for segment chunks.
@@ -59,6 +62,7 @@ impl Default for AgentConfig {
             flush_interval: Duration::from_millis(100),
             flush_bytes: 8 * 1024 * 1024,
             max_inflight_uploads: 4,
+            max_buffered_bytes: 256 * 1024 * 1024,
             adaptive_flush: false,
             zstd_level: 1,
             max_request_bytes: 100 * 1024 * 1024,

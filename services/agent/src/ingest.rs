@@ -25,7 +25,7 @@ use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_segment::{ChunkEntry, ChunkInput, PartitionKey, SegmentWriter};
 use strata_storage::Bucket;
 use thiserror::Error;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -172,6 +172,8 @@ struct PartitionBuffer {
     summary: BatchSummary,
     runs: Vec<pb::RunCommit>,
     waiters: Vec<Waiter>,
+    /// Buffer space held until the segment is done with.
+    room: Vec<OwnedSemaphorePermit>,
 }
 
 #[derive(Default)]
@@ -191,6 +193,8 @@ struct Shared {
 /// Handle to the batcher; cheap to share.
 pub struct Ingest {
     shared: Arc<Shared>,
+    room: Arc<Semaphore>,
+    room_capacity: u32,
     flusher: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -243,8 +247,13 @@ impl Ingest {
             config.max_inflight_uploads.max(1),
             config.adaptive_flush,
         ));
+        let room_capacity = u32::try_from(config.max_buffered_bytes)
+            .unwrap_or(u32::MAX)
+            .max(1);
         Self {
             shared,
+            room: Arc::new(Semaphore::new(room_capacity as usize)),
+            room_capacity,
             flusher: tokio::sync::Mutex::new(Some(task)),
         }
     }
@@ -254,6 +263,9 @@ impl Ingest {
     ///
     /// With `want_reply` the returned receiver resolves once the batches are committed (or
     /// failed); without it (acks=0) the batches are stored but nobody is told.
+    ///
+    /// `room` is the buffer space reserved with [`Ingest::reserve`]; it is released once
+    /// the segment holding these batches is committed or failed.
     pub fn append(
         &self,
         key: PartitionKey,
@@ -261,6 +273,7 @@ impl Ingest {
         summary: BatchSummary,
         runs: Vec<Run>,
         want_reply: bool,
+        room: OwnedSemaphorePermit,
     ) -> Result<Option<oneshot::Receiver<Result<Appended, IngestError>>>, IngestError> {
         let (reply, receiver) = if want_reply {
             let (tx, rx) = oneshot::channel();
@@ -283,7 +296,9 @@ impl Ingest {
                 },
                 runs: Vec::new(),
                 waiters: Vec::new(),
+                room: Vec::new(),
             });
+        buffer.room.push(room);
         buffer.waiters.push(Waiter {
             first_run: buffer.runs.len(),
             run_count: runs.len(),
@@ -315,6 +330,18 @@ impl Ingest {
             self.shared.wake.notify_one();
         }
         Ok(receiver)
+    }
+
+    /// Waits until `bytes` of buffer space are free and reserves them, so that batches
+    /// waiting for slow uploads never hold more than `max_buffered_bytes` of memory.
+    pub async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, IngestError> {
+        let wanted = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.room_capacity);
+        Arc::clone(&self.room)
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| IngestError::ShuttingDown)
     }
 
     /// Stops accepting batches, flushes the open segment and waits for every upload and

@@ -50,6 +50,19 @@ async fn start_node_on(
     clock: Arc<dyn strata_clock::Clock>,
     bucket: strata_storage::Bucket,
 ) -> Node {
+    let config = AgentConfig {
+        flush_interval,
+        ..AgentConfig::default()
+    };
+    start_node_configured(config, clock, bucket).await
+}
+
+/// A node with `config`, whose listen address and advertised port are filled in here.
+async fn start_node_configured(
+    config: AgentConfig,
+    clock: Arc<dyn strata_clock::Clock>,
+    bucket: strata_storage::Bucket,
+) -> Node {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let service = MetadataServiceImpl::new(store, strata_clock::system());
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,8 +80,7 @@ async fn start_node_on(
     let config = AgentConfig {
         kafka_listen: kafka,
         advertised_port: kafka.port(),
-        flush_interval,
-        ..AgentConfig::default()
+        ..config
     };
     let agent = Agent::start(config, MetadataServiceClient::new(channel), bucket, clock);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -494,4 +506,48 @@ async fn bucket_failures_and_stalls_never_acknowledge_what_is_not_stored() {
         values,
         vec![Bytes::from("v2"), Bytes::from("v3"), Bytes::from("v4")]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ingest_buffer_holds_producers_back_until_uploads_finish() {
+    let memory = strata_storage::open("memory://", &Default::default()).unwrap();
+    let faulty = Arc::new(strata_storage::FaultyStore::new(memory.store.clone()));
+    let bucket = strata_storage::Bucket {
+        store: faulty.clone(),
+        ..memory
+    };
+    let one_batch = batch(0, 2).len();
+    let config = AgentConfig {
+        flush_interval: Duration::from_millis(5),
+        // room for one batch and a half
+        max_buffered_bytes: one_batch * 3 / 2,
+        ..AgentConfig::default()
+    };
+    let node = start_node_configured(config, strata_clock::system(), bucket).await;
+    let mut conn = Conn::open(&node).await;
+    create_topic(&mut conn, "bounded").await;
+    faulty.stall_next(strata_storage::Op::Put, 1);
+    let first = conn
+        .send(ApiKey::Produce, 9, &produce("bounded", batch(0, 2)))
+        .await;
+    faulty.until_stalled(1).await;
+    // the second batch does not fit while the first one's upload hangs
+    let mut other = Conn::open(&node).await;
+    let second = other
+        .send(ApiKey::Produce, 9, &produce("bounded", batch(2, 2)))
+        .await;
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        other.receive::<ProduceResponse>(ApiKey::Produce, 9, second),
+    )
+    .await;
+    assert!(waiting.is_err(), "held back while the buffer is full");
+    faulty.release();
+    let first: ProduceResponse = conn.receive(ApiKey::Produce, 9, first).await;
+    let second: ProduceResponse = other.receive(ApiKey::Produce, 9, second).await;
+    let base = |r: &ProduceResponse| {
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    };
+    assert_eq!((base(&first), base(&second)), ((0, 0), (0, 2)));
 }

@@ -159,6 +159,10 @@ pub struct AgentArgs {
     /// about one PUT plus one commit, at the price of more, smaller objects at low load.
     #[arg(long, env = "STRATA_ADAPTIVE_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
     pub adaptive_flush: bool,
+    /// Most bytes of produced batches held while their segments upload and commit; producers
+    /// beyond it wait, so a slow bucket slows producers down instead of exhausting memory.
+    #[arg(long, env = "STRATA_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_buffered_bytes: usize,
     /// Segment uploads in flight at once.
     #[arg(long, env = "STRATA_MAX_INFLIGHT_UPLOADS", default_value_t = 4)]
     pub max_inflight_uploads: usize,

@@ -41,18 +41,15 @@ pub async fn handle(agent: &Arc<Agent>, call: Call, request: ProduceRequest) -> 
         Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let topic = agent.topics.by_name(&topic_data.name).await;
-        let partitions = topic_data
-            .partition_data
-            .into_iter()
-            .map(|p| {
-                let index = p.index;
-                let pending = match &topic {
-                    Ok(topic) => append(agent, topic, p, want_reply),
-                    Err(error) => Err(*error),
-                };
-                (index, pending)
-            })
-            .collect();
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for p in topic_data.partition_data {
+            let index = p.index;
+            let pending = match &topic {
+                Ok(topic) => append(agent, topic, p, want_reply).await,
+                Err(error) => Err(*error),
+            };
+            partitions.push((index, pending));
+        }
         topics.push((topic_data.name, partitions));
     }
     if !want_reply {
@@ -102,7 +99,14 @@ async fn answer_topic(
         .with_partition_responses(responses)
 }
 
-fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: bool) -> Pending {
+/// Validates one partition's batches and joins them to the open segment, first waiting for
+/// room in the agent's bounded ingest buffer (which holds the connection meanwhile).
+async fn append(
+    agent: &Agent,
+    topic: &Topic,
+    data: PartitionProduceData,
+    want_reply: bool,
+) -> Pending {
     if !topic.has_partition(data.index) {
         return Err(ResponseError::UnknownTopicOrPartition);
     }
@@ -131,9 +135,14 @@ fn append(agent: &Agent, topic: &Topic, data: PartitionProduceData, want_reply: 
         .metrics
         .produce_records
         .inc_by(u64::from(summary.record_count));
+    let room = agent
+        .ingest
+        .reserve(batches.len())
+        .await
+        .map_err(|e| e.kafka_error())?;
     let receiver = agent
         .ingest
-        .append(key, batches, summary, runs, want_reply)
+        .append(key, batches, summary, runs, want_reply, room)
         .map_err(|e| e.kafka_error())?;
     Ok((receiver, append_time))
 }
