@@ -14,6 +14,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::kafka_client::KafkaClient;
+use crate::output::out;
 
 /// Consumer-group administration.
 #[derive(Debug, Args)]
@@ -106,7 +107,7 @@ async fn list(client: &mut KafkaClient) -> anyhow::Result<()> {
         .await?;
     check(response.error_code, "ListGroups")?;
     for g in response.groups {
-        println!(
+        out!(
             "{}\t{}\t{}",
             g.group_id.as_str(),
             g.group_state.as_str(),
@@ -224,14 +225,14 @@ async fn list_offsets(
 
 async fn describe(client: &mut KafkaClient, group: &str) -> anyhow::Result<()> {
     let described = describe_group(client, group).await?;
-    println!(
+    out!(
         "group: {group}\nstate: {}\nprotocol: {}",
         described.group_state.as_str(),
         described.protocol_data.as_str()
     );
-    println!("members: {}", described.members.len());
+    out!("members: {}", described.members.len());
     for m in &described.members {
-        println!(
+        out!(
             "  {} client={} host={} assigned={}",
             m.member_id.as_str(),
             m.client_id.as_str(),
@@ -239,7 +240,7 @@ async fn describe(client: &mut KafkaClient, group: &str) -> anyhow::Result<()> {
             assignment_text(m.member_assignment.clone())
         );
     }
-    println!("offsets:");
+    out!("offsets:");
     for (topic, partition, offset, _) in committed(client, group).await? {
         let end = list_offsets(client, &topic, &[partition], -1)
             .await?
@@ -251,7 +252,7 @@ async fn describe(client: &mut KafkaClient, group: &str) -> anyhow::Result<()> {
         } else {
             "-".to_string()
         };
-        println!("  {topic} partition {partition}: committed={offset} end={end} lag={lag}");
+        out!("  {topic} partition {partition}: committed={offset} end={end} lag={lag}");
     }
     Ok(())
 }
@@ -314,10 +315,10 @@ async fn reset_offsets(
         bail!("choose --to-earliest, --to-latest, --to-timestamp or --to-offset");
     };
     for (p, offset) in partitions.iter().zip(&targets) {
-        println!("{topic} partition {p}: new offset {offset}");
+        out!("{topic} partition {p}: new offset {offset}");
     }
     if !execute {
-        println!("(dry run: add --execute to commit these offsets)");
+        out!("(dry run: add --execute to commit these offsets)");
         return Ok(());
     }
     let request = OffsetCommitRequest::default()
@@ -346,6 +347,6 @@ async fn reset_offsets(
             )?;
         }
     }
-    println!("offsets of group {group} reset");
+    out!("offsets of group {group} reset");
     Ok(())
 }

@@ -4,6 +4,7 @@ mod cli;
 mod config_file;
 mod group_cmd;
 mod kafka_client;
+mod output;
 mod serve;
 mod topic_cmd;
 

@@ -8,6 +8,8 @@ use strata_proto::metadata::v1 as pb;
 use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use tonic::transport::Channel;
 
+use crate::output::out;
+
 /// Topic administration.
 #[derive(Debug, Args)]
 pub struct TopicArgs {
@@ -105,7 +107,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .topic
                 .context("empty reply")?;
-            println!(
+            out!(
                 "created topic {} ({} partitions, id {})",
                 topic.name,
                 topic.partition_count,
@@ -120,7 +122,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .topics;
             for topic in topics {
-                println!(
+                out!(
                     "{}\t{}\t{}",
                     topic.name,
                     topic.partition_count,
@@ -139,7 +141,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .topic
                 .context("empty reply")?;
-            println!(
+            out!(
                 "topic: {}\nid: {}\npartitions: {}\nconfigs:",
                 topic.name,
                 topic_id(&topic.topic_id),
@@ -147,7 +149,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             );
             for c in &topic.configs {
                 let source = if c.is_default { "default" } else { "topic" };
-                println!("  {}={} ({source})", c.name, c.value);
+                out!("  {}={} ({source})", c.name, c.value);
             }
             let refs = (0..topic.partition_count)
                 .map(|partition| pb::PartitionRef {
@@ -162,9 +164,11 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 .into_inner()
                 .partitions;
             for p in offsets {
-                println!(
+                out!(
                     "partition {}: log_start={} high_watermark={}",
-                    p.partition, p.log_start_offset, p.high_watermark
+                    p.partition,
+                    p.log_start_offset,
+                    p.high_watermark
                 );
             }
         }
@@ -173,7 +177,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 .delete_topic(pb::DeleteTopicRequest { name: name.clone() })
                 .await
                 .map_err(|s| explain(s, url))?;
-            println!("deleted topic {name}");
+            out!("deleted topic {name}");
         }
     }
     Ok(())
