@@ -26,6 +26,9 @@ pub struct AgentConfig {
     /// Most bytes of produced batches held while waiting for their segment's commit; a
     /// producer beyond it waits (its connection is not read) until uploads catch up.
     pub max_buffered_bytes: usize,
+    /// With adaptive flush, the least time between the starts of two flushes (caps PUTs per
+    /// second at low load).
+    pub flush_min_gap: Duration,
     /// Segment uploads in flight at once.
     pub max_inflight_uploads: usize,
     /// zstd level for segment chunks.
@@ -64,6 +67,7 @@ impl Default for AgentConfig {
             max_inflight_uploads: 4,
             max_buffered_bytes: 256 * 1024 * 1024,
             adaptive_flush: false,
+            flush_min_gap: Duration::ZERO,
             zstd_level: 1,
             max_request_bytes: 100 * 1024 * 1024,
             auto_create_topics: true,

@@ -246,6 +246,7 @@ impl Ingest {
             config.flush_interval,
             config.max_inflight_uploads.max(1),
             config.adaptive_flush,
+            config.flush_min_gap,
         ));
         let room_capacity = u32::try_from(config.max_buffered_bytes)
             .unwrap_or(u32::MAX)
@@ -360,16 +361,19 @@ fn lock(open: &Mutex<OpenSegment>) -> std::sync::MutexGuard<'_, OpenSegment> {
 }
 
 /// Waits for a flush trigger, takes the open segment and hands it to an upload task.
-/// With `adaptive`, a segment is also flushed as soon as no upload is in flight: an idle
-/// agent answers in about one PUT plus one commit, and a loaded one accumulates larger
-/// segments while its uploads run.
+/// With `adaptive`, a segment is also flushed as soon as no upload is in flight and at
+/// least `min_gap` has passed since the previous flush started: an idle agent answers in
+/// about one PUT plus one commit, a loaded one accumulates larger segments while its uploads
+/// run, and `min_gap` caps the PUT rate at low load.
 async fn run_flusher(
     shared: Arc<Shared>,
     flusher: Flusher,
     interval: Duration,
     max_uploads: usize,
     adaptive: bool,
+    min_gap: Duration,
 ) {
+    let mut last_flush: Option<Instant> = None;
     let permits = Arc::new(Semaphore::new(max_uploads));
     let mut uploads = JoinSet::new();
     // resolves when the previous segment's commit finished: commits happen in flush order
@@ -384,8 +388,16 @@ async fn run_flusher(
                 open.bytes >= shared.flush_bytes,
             )
         };
+        let now = Instant::now();
+        let gap_over = last_flush.map(|t| t + min_gap);
         let idle = adaptive && deadline.is_some() && permits.available_permits() == max_uploads;
-        let due = full || closed || idle || deadline.is_some_and(|d| d <= Instant::now());
+        let early = idle && gap_over.is_some_and(|g| g > now);
+        let due = full || closed || (idle && !early) || deadline.is_some_and(|d| d <= now);
+        // an idle adaptive flusher waiting out the gap wakes when the gap is over
+        let deadline = match (early, gap_over, deadline) {
+            (true, Some(g), Some(d)) => Some(g.min(d)),
+            (_, _, d) => d,
+        };
         if !due {
             match deadline {
                 Some(deadline) => {
@@ -398,6 +410,7 @@ async fn run_flusher(
             }
             continue;
         }
+        last_flush = Some(now);
         let taken = {
             let mut open = lock(&shared.open);
             open.bytes = 0;

@@ -163,6 +163,10 @@ pub struct AgentArgs {
     /// beyond it wait, so a slow bucket slows producers down instead of exhausting memory.
     #[arg(long, env = "STRATA_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_buffered_bytes: usize,
+    /// With --adaptive-flush, the least time between the starts of two flushes: caps the
+    /// PUT rate at low load (0s: flush whenever no upload is in flight).
+    #[arg(long, env = "STRATA_FLUSH_MIN_GAP", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub flush_min_gap: Duration,
     /// Segment uploads in flight at once.
     #[arg(long, env = "STRATA_MAX_INFLIGHT_UPLOADS", default_value_t = 4)]
     pub max_inflight_uploads: usize,

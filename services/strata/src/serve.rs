@@ -195,6 +195,7 @@ async fn start_agent(
         flush_bytes: args.flush_bytes.max(1),
         max_inflight_uploads: args.max_inflight_uploads.max(1),
         adaptive_flush: args.adaptive_flush,
+        flush_min_gap: args.flush_min_gap,
         max_buffered_bytes: args.max_buffered_bytes.max(args.flush_bytes),
         max_request_bytes: args.max_request_bytes,
         auto_create_topics: args.auto_create_topics,
