@@ -100,6 +100,35 @@ impl Agent {
         })
     }
 
+    /// A partition's (log start offset, high watermark), straight from the metadata service.
+    pub async fn partition_offsets(
+        &self,
+        topic: uuid::Uuid,
+        partition: i32,
+    ) -> Result<(i64, i64), kafka_protocol::error::ResponseError> {
+        use kafka_protocol::error::ResponseError;
+        use strata_proto::metadata::v1 as pb;
+        let request = pb::GetPartitionOffsetsRequest {
+            partitions: vec![pb::PartitionRef {
+                topic_id: topic.as_bytes().to_vec(),
+                partition,
+            }],
+        };
+        let response = self
+            .metadata
+            .clone()
+            .get_partition_offsets(request)
+            .await
+            .map_err(|_| ResponseError::RequestTimedOut)?
+            .into_inner();
+        match response.partitions.first() {
+            Some(p) if p.error == pb::PartitionError::None as i32 => {
+                Ok((p.log_start_offset, p.high_watermark))
+            }
+            _ => Err(ResponseError::UnknownTopicOrPartition),
+        }
+    }
+
     /// True while the agent's link to the metadata service is up.
     pub fn is_ready(&self) -> bool {
         self.watermarks.is_connected() && !self.stopping.is_cancelled()

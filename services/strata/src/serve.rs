@@ -256,6 +256,21 @@ async fn start_http(
     Ok(HttpEndpoint { stop, task })
 }
 
+/// The agent's endpoint, ready while the agent is.
+async fn start_agent_http(
+    args: &AgentArgs,
+    registry: Registry,
+    agent: &Arc<Agent>,
+) -> anyhow::Result<HttpEndpoint> {
+    let agent = Arc::clone(agent);
+    start_http(
+        args.http_listen,
+        registry,
+        Arc::new(move || agent.is_ready()),
+    )
+    .await
+}
+
 impl HttpEndpoint {
     async fn stop(self) {
         let _ = self.stop.send(());
@@ -299,13 +314,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let default_bucket = file_url(&data_dir.join("bucket"))?;
     let (agent, listener) =
         start_agent(&args.agent, client, Some(default_bucket), &mut registry).await?;
-    let ready = Arc::clone(&agent);
-    let http = start_http(
-        args.agent.http_listen,
-        registry,
-        Arc::new(move || ready.is_ready()),
-    )
-    .await?;
+    let http = start_agent_http(&args.agent, registry, &agent).await?;
     println!(
         "strata dev ready: bootstrap={}:{} metadata=http://{}",
         agent.config.advertised_host, agent.config.advertised_port, server.addr
@@ -334,13 +343,7 @@ pub async fn agent(args: AgentOnlyArgs) -> anyhow::Result<()> {
     let client = metadata_client(&args.metadata)?;
     let mut registry = Registry::default();
     let (agent, listener) = start_agent(&args.agent, client, None, &mut registry).await?;
-    let ready = Arc::clone(&agent);
-    let http = start_http(
-        args.agent.http_listen,
-        registry,
-        Arc::new(move || ready.is_ready()),
-    )
-    .await?;
+    let http = start_agent_http(&args.agent, registry, &agent).await?;
     println!(
         "strata agent ready: bootstrap={}:{}",
         agent.config.advertised_host, agent.config.advertised_port

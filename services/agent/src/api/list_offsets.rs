@@ -63,26 +63,12 @@ async fn lookup(
         partition: p.partition_index,
     };
     if p.timestamp == LATEST || p.timestamp == EARLIEST {
-        let response = agent
-            .metadata
-            .clone()
-            .get_partition_offsets(pb::GetPartitionOffsetsRequest {
-                partitions: vec![partition],
-            })
-            .await
-            .map_err(|_| ResponseError::RequestTimedOut)?;
-        let offsets = response
-            .into_inner()
-            .partitions
-            .pop()
-            .ok_or(ResponseError::UnknownServerError)?;
-        if offsets.error != pb::PartitionError::None as i32 {
-            return Err(ResponseError::UnknownTopicOrPartition);
-        }
+        let (log_start, high_watermark) =
+            agent.partition_offsets(topic.id, p.partition_index).await?;
         let offset = if p.timestamp == LATEST {
-            offsets.high_watermark
+            high_watermark
         } else {
-            offsets.log_start_offset
+            log_start
         };
         return Ok((offset, -1));
     }

@@ -6,7 +6,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use strata_proto::metadata::v1 as pb;
 
 use crate::context::Agent;
 
@@ -22,9 +21,10 @@ pub async fn handle(
         for p in &t.partitions {
             let base = EpochEndOffset::default().with_partition(p.partition);
             let answer = match &topic {
-                Ok(topic) if topic.has_partition(p.partition) && p.leader_epoch >= 0 => {
-                    high_watermark(agent, topic.id, p.partition).await
-                }
+                Ok(topic) if topic.has_partition(p.partition) && p.leader_epoch >= 0 => agent
+                    .partition_offsets(topic.id, p.partition)
+                    .await
+                    .map(|(_, high_watermark)| high_watermark),
                 Ok(topic) if topic.has_partition(p.partition) => {
                     Err(ResponseError::UnknownLeaderEpoch)
                 }
@@ -46,28 +46,4 @@ pub async fn handle(
         );
     }
     OffsetForLeaderEpochResponse::default().with_topics(topics)
-}
-
-async fn high_watermark(
-    agent: &Agent,
-    topic: uuid::Uuid,
-    partition: i32,
-) -> Result<i64, ResponseError> {
-    let request = pb::GetPartitionOffsetsRequest {
-        partitions: vec![pb::PartitionRef {
-            topic_id: topic.as_bytes().to_vec(),
-            partition,
-        }],
-    };
-    let response = agent
-        .metadata
-        .clone()
-        .get_partition_offsets(request)
-        .await
-        .map_err(|_| ResponseError::RequestTimedOut)?
-        .into_inner();
-    match response.partitions.first() {
-        Some(p) if p.error == pb::PartitionError::None as i32 => Ok(p.high_watermark),
-        _ => Err(ResponseError::UnknownTopicOrPartition),
-    }
 }
