@@ -62,18 +62,74 @@ pub struct CommitPlan {
     pub producer_states: BTreeMap<ProducerKey, ProducerPartitionState>,
 }
 
-/// The partitions a commit touches, sorted and without repeats: the order in which a store
-/// locks them, so that concurrent commits never wait on each other in a cycle.
-pub fn partitions_of(commit: &SegmentCommit) -> Vec<PartitionId> {
-    let set: BTreeSet<PartitionId> = commit.chunks.iter().map(|c| c.partition).collect();
+impl CommitInputs {
+    /// The part of these inputs `commit` depends on (as a store would have read for it).
+    pub fn for_commit(&self, commit: &SegmentCommit) -> CommitInputs {
+        let mut inputs = CommitInputs::default();
+        for p in partitions_of([commit]) {
+            if let Some(offsets) = self.offsets.get(&p) {
+                inputs.offsets.insert(p, *offsets);
+            }
+        }
+        for key in producer_keys_of([commit]) {
+            if let Some(epoch) = self.epochs.get(&key.0) {
+                inputs.epochs.insert(key.0, *epoch);
+            }
+            if let Some(state) = self.states.get(&key) {
+                inputs.states.insert(key, state.clone());
+            }
+        }
+        inputs
+    }
+
+    /// Applies what `plan` writes, so a later commit of the same transaction plans against
+    /// the state this one leaves.
+    pub fn absorb(&mut self, plan: &CommitPlan) {
+        for (p, high_watermark) in &plan.high_watermarks {
+            if let Some(offsets) = self.offsets.get_mut(p) {
+                offsets.high_watermark = *high_watermark;
+            }
+        }
+        for (key, state) in &plan.producer_states {
+            self.states.insert(*key, state.clone());
+        }
+    }
+}
+
+/// For each commit, whether it is the first of `commits` with its object key.
+pub fn first_of_keys(commits: &[SegmentCommit]) -> Vec<bool> {
+    let mut seen = std::collections::HashSet::new();
+    commits
+        .iter()
+        .map(|c| seen.insert(c.object_key.as_str()))
+        .collect()
+}
+
+/// The refusal of a commit whose object key came earlier in the same group commit.
+pub fn repeated_key(commit: &SegmentCommit) -> StoreError {
+    StoreError::InvalidRequest(format!(
+        "object {} appears twice in one group commit",
+        commit.object_key
+    ))
+}
+
+/// The partitions some commits touch, sorted and without repeats: the order in which a
+/// store locks them, so that concurrent commits never wait on each other in a cycle.
+pub fn partitions_of<'a>(commits: impl IntoIterator<Item = &'a SegmentCommit>) -> Vec<PartitionId> {
+    let set: BTreeSet<PartitionId> = commits
+        .into_iter()
+        .flat_map(|commit| commit.chunks.iter().map(|c| c.partition))
+        .collect();
     set.into_iter().collect()
 }
 
-/// The (producer, partition) pairs a commit names, sorted and without repeats.
-pub fn producer_keys_of(commit: &SegmentCommit) -> Vec<ProducerKey> {
-    let set: BTreeSet<ProducerKey> = commit
-        .chunks
-        .iter()
+/// The (producer, partition) pairs some commits name, sorted and without repeats.
+pub fn producer_keys_of<'a>(
+    commits: impl IntoIterator<Item = &'a SegmentCommit>,
+) -> Vec<ProducerKey> {
+    let set: BTreeSet<ProducerKey> = commits
+        .into_iter()
+        .flat_map(|commit| commit.chunks.iter())
         .flat_map(|c| {
             c.runs
                 .iter()
@@ -83,9 +139,9 @@ pub fn producer_keys_of(commit: &SegmentCommit) -> Vec<ProducerKey> {
     set.into_iter().collect()
 }
 
-/// The producer ids a commit names, sorted and without repeats.
-pub fn producer_ids_of(commit: &SegmentCommit) -> Vec<i64> {
-    let set: BTreeSet<i64> = producer_keys_of(commit).into_iter().map(|k| k.0).collect();
+/// The producer ids some commits name, sorted and without repeats.
+pub fn producer_ids_of<'a>(commits: impl IntoIterator<Item = &'a SegmentCommit>) -> Vec<i64> {
+    let set: BTreeSet<i64> = producer_keys_of(commits).into_iter().map(|k| k.0).collect();
     set.into_iter().collect()
 }
 
@@ -438,9 +494,9 @@ mod tests {
             chunk(2, vec![run(0, 1, batch(0, 0))]),
             chunk(0, vec![run(0, 1, None)]),
         ]);
-        assert_eq!(partitions_of(&c), [pid(0), pid(2)]);
-        assert_eq!(producer_keys_of(&c), [(9, pid(2))]);
-        assert_eq!(producer_ids_of(&c), [9]);
+        assert_eq!(partitions_of([&c]), [pid(0), pid(2)]);
+        assert_eq!(producer_keys_of([&c]), [(9, pid(2))]);
+        assert_eq!(producer_ids_of([&c]), [9]);
     }
 
     #[test]

@@ -212,6 +212,81 @@ pub async fn idempotent_producer_batches(store: impl MetadataStore) {
     assert_eq!(runs_of(&replay, 0), runs_of(&second, 0));
 }
 
+/// A group commit applies its segments in order as if committed one after the other: later
+/// ones see earlier offsets and producer sequences, a refused one leaves no trace and does
+/// not disturb the rest, a repeated key in one group is refused, and keys committed before
+/// are replayed.
+pub async fn group_commit_applies_segments_in_order(store: impl MetadataStore) {
+    let t = store.create_topic(topic("t", 1, 2)).await.unwrap().topic_id;
+    let (pid, _) = store.init_producer(None).await.unwrap().unwrap();
+    let batch = |base, last| {
+        Some(ProducerBatch {
+            producer_id: pid,
+            epoch: 0,
+            base_sequence: base,
+            last_sequence: last,
+        })
+    };
+    let earlier = store
+        .commit_segment(segment("g0", vec![chunk(t, 0, 5, 1)]))
+        .await
+        .unwrap();
+    let mut refused = chunk(t, 1, 1, 1);
+    refused.runs[0].offset_count = 0;
+    let results = store
+        .commit_segments(vec![
+            segment("g1", vec![chunk(t, 0, 3, 1), chunk(t, 1, 2, 1)]),
+            segment("g2", vec![refused]),
+            segment("g0", vec![chunk(t, 0, 5, 1)]),
+            segment("g3", vec![chunk_of_runs(t, 1, 1, &[(2, batch(0, 1))])]),
+            segment("g3", vec![chunk(t, 1, 9, 1)]),
+            // a retry of g3's batch in the same group: answered with g3's offset
+            segment("g4", vec![chunk_of_runs(t, 1, 1, &[(2, batch(0, 1))])]),
+            segment("g5", vec![chunk(t, 0, 1, 1), chunk(t, 1, 1, 1)]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 7);
+    let ok = |i: usize| results[i].as_ref().unwrap();
+    assert_eq!(bases(ok(0)), [Some(5), Some(0)]);
+    assert!(matches!(results[1], Err(StoreError::InvalidRequest(_))));
+    assert!(ok(2).already_committed);
+    assert_eq!(ok(2).chunks, earlier.chunks);
+    assert_eq!(runs_of(ok(3), 0), [RunOutcome::Appended { base_offset: 2 }]);
+    assert!(matches!(results[4], Err(StoreError::InvalidRequest(_))));
+    assert_eq!(
+        runs_of(ok(5), 0),
+        [RunOutcome::Duplicate { base_offset: 2 }]
+    );
+    assert_eq!(bases(ok(6)), [Some(8), Some(4)]);
+    let id = |partition| PartitionId {
+        topic_id: t,
+        partition,
+    };
+    let offsets = store.partition_offsets(&[id(0), id(1)]).await.unwrap();
+    assert_eq!(offsets[0].unwrap().high_watermark, 9);
+    assert_eq!(offsets[1].unwrap().high_watermark, 5);
+    // the refused segment left no trace: its key commits normally later
+    let later = store
+        .commit_segment(segment("g2", vec![chunk(t, 1, 1, 1)]))
+        .await
+        .unwrap();
+    assert!(!later.already_committed);
+    assert_eq!(bases(&later), [Some(5)]);
+    // and a whole group is replayed by key
+    let again = store
+        .commit_segments(vec![segment(
+            "g1",
+            vec![chunk(t, 0, 3, 1), chunk(t, 1, 2, 1)],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(again[0].as_ref().unwrap().chunks, ok(0).chunks);
+    let keys = ["g1", "g2", "g3", "g4", "g5"].map(String::from).to_vec();
+    let committed = store.committed_objects(keys).await.unwrap();
+    assert_eq!(committed, [true, true, true, true, true]);
+}
+
 /// Topics are created once, found by name and id, listed, and deleted.
 pub async fn topic_lifecycle(store: impl MetadataStore) {
     let created = store.create_topic(topic("orders", 1, 3)).await.unwrap();
@@ -481,7 +556,8 @@ macro_rules! store_conformance_tests {
             timestamp_queries,
             committed_offsets,
             idempotent_producer_batches,
-            committed_objects_are_known
+            committed_objects_are_known,
+            group_commit_applies_segments_in_order
         );
     };
     (@each $make:expr; $($check:ident),*) => {

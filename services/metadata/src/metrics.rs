@@ -15,8 +15,10 @@ pub struct MetadataMetrics {
     pub commit_replays: Counter,
     /// Segment commits that failed in the store.
     pub commit_failures: Counter,
-    /// Store time of CommitSegment.
+    /// Time of CommitSegment: waiting for a group and the group's store transaction.
     pub commit_seconds: Histogram,
+    /// Segments per group-commit transaction.
+    pub commit_group_segments: Histogram,
     /// Consumer groups with members or in a rebalance.
     pub groups: Gauge,
     /// Members of those groups.
@@ -32,6 +34,9 @@ impl Default for MetadataMetrics {
             commit_replays: Counter::default(),
             commit_failures: Counter::default(),
             commit_seconds: seconds_histogram(),
+            commit_group_segments: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 9),
+            ),
             groups: Gauge::default(),
             group_members: Gauge::default(),
             agents: Gauge::default(),
@@ -56,8 +61,13 @@ impl MetadataMetrics {
         );
         r.register(
             "commit_seconds",
-            "Store time of a segment commit",
+            "Time of a segment commit: waiting for a group and its store transaction",
             self.commit_seconds.clone(),
+        );
+        r.register(
+            "commit_group_segments",
+            "Segments applied in one group-commit transaction",
+            self.commit_group_segments.clone(),
         );
         r.register(
             "groups",

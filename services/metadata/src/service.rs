@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use crate::agents::AgentRegistry;
+use crate::group_commit::GroupCommitter;
 use crate::groups::{ClientInfo, GroupCoordinator};
 use crate::metrics::MetadataMetrics;
 use crate::segment_pb;
@@ -39,6 +40,7 @@ pub struct MetadataServiceImpl {
     clock: Arc<dyn Clock>,
     watermarks: broadcast::Sender<Arc<Vec<pb::PartitionOffsets>>>,
     groups: Arc<GroupCoordinator>,
+    committer: GroupCommitter,
     agents: AgentRegistry,
     metrics: MetadataMetrics,
 }
@@ -62,6 +64,7 @@ impl MetadataServiceImpl {
                 Arc::clone(&clock),
                 metrics.clone(),
             ),
+            committer: GroupCommitter::start(Arc::clone(&store), metrics.clone()),
             agents: AgentRegistry::default(),
             metrics,
             store,
@@ -297,7 +300,7 @@ impl MetadataService for MetadataServiceImpl {
             committed_at_ms: self.clock.now_millis(),
         };
         let started = std::time::Instant::now();
-        let outcome = match self.store.commit_segment(commit.clone()).await {
+        let outcome = match self.committer.commit(commit.clone()).await {
             Ok(outcome) => outcome,
             Err(error) => {
                 self.metrics.commit_failures.inc();

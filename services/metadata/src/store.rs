@@ -18,7 +18,7 @@ use thiserror::Error;
 pub type TopicId = [u8; 16];
 
 /// Errors of a metadata store.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// A topic with that name exists already.
     #[error("topic {0:?} already exists")]
@@ -256,8 +256,26 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// One topic by id.
     async fn topic_by_id(&self, id: TopicId) -> Result<Option<TopicRecord>, StoreError>;
     /// Assigns offsets to a segment's runs atomically, checking idempotent producers'
-    /// sequences; idempotent by object key.
-    async fn commit_segment(&self, commit: SegmentCommit) -> Result<CommitOutcome, StoreError>;
+    /// sequences; idempotent by object key. The same as a [`Self::commit_segments`] of one.
+    async fn commit_segment(&self, commit: SegmentCommit) -> Result<CommitOutcome, StoreError> {
+        let mut results = self.commit_segments(vec![commit]).await?;
+        results.pop().unwrap_or_else(|| {
+            Err(StoreError::Database(
+                "a commit of one segment returned no result".into(),
+            ))
+        })
+    }
+    /// Group commit: applies `commits` in order in ONE transaction, each exactly as
+    /// [`Self::commit_segment`] would have one after the other (a later commit sees the
+    /// offsets and producer sequences of the earlier ones). Returns one result per commit,
+    /// in order. A commit refused on its own (`InvalidRequest`, ...) leaves no trace and
+    /// does not affect the others; an `Err` of the whole call means the database failed and
+    /// none, some or all may have been applied (each is safe to retry by its object key).
+    /// Object keys must be distinct within one call; a repeated key is refused.
+    async fn commit_segments(
+        &self,
+        commits: Vec<SegmentCommit>,
+    ) -> Result<Vec<Result<CommitOutcome, StoreError>>, StoreError>;
     /// Offsets of each partition, `None` where it does not exist.
     async fn partition_offsets(
         &self,

@@ -1,75 +1,185 @@
-//! CommitSegment and InitProducerId, each in one PostgreSQL transaction.
+//! CommitSegment (one segment or a group of them) and InitProducerId, each in one
+//! PostgreSQL transaction.
 //!
-//! A commit runs, in one READ COMMITTED transaction:
-//! 1. claim the object key: `INSERT INTO segments ... ON CONFLICT DO NOTHING`. A concurrent
-//!    commit of the same key waits here for the first one to end; it then finds the key
-//!    taken and replays the stored outcome (or, if the first rolled back, claims the key);
-//! 2. lock the partition rows it appends to, `SELECT ... FOR UPDATE` sorted by
-//!    (topic id, partition), and read their high watermarks: from here on no other commit
-//!    can hand out offsets in these partitions until this transaction ends;
+//! A group commit runs, in one READ COMMITTED transaction, with a fixed number of
+//! statements however many segments it carries:
+//! 1. claim the object keys: `INSERT INTO segments ... ON CONFLICT DO NOTHING RETURNING`.
+//!    A concurrent commit of the same key waits here for the first one to end; it then
+//!    finds the key taken and replays the stored outcome (or, if the first rolled back,
+//!    claims the key);
+//! 2. lock the partition rows the claimed commits append to, `SELECT ... FOR UPDATE`
+//!    sorted by (topic id, partition), and read their high watermarks: from here on no
+//!    other transaction can hand out offsets in these partitions until this one ends;
 //! 3. read the producers' epochs and per-partition sequence state; a (producer, partition)
-//!    state is only written by a commit holding that partition's lock, so it is current;
-//! 4. decide every run with [`crate::commit_plan::plan`] (the rules every store shares);
-//! 5. write index rows, high watermarks, producer states and the outcome, then commit.
+//!    state is only written by a transaction holding that partition's lock, so it is current;
+//! 4. decide every run of every commit, in order, with [`crate::commit_plan::plan`] (the
+//!    rules every store shares), each commit planned against the state the earlier ones
+//!    leave; a commit the rules refuse gives up its claim and leaves nothing else;
+//! 5. write index rows, high watermarks, producer states and outcomes, then commit.
 //!
 //! Producer epochs are read without a lock: InitProducerId only writes `producers` and
 //! only reads `producers`, so a commit interleaved with an epoch bump is equivalent to
 //! the commit running first, which is an order a client could have observed anyway.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deadpool_postgres::{Client, Transaction};
 
 use super::error::PgError;
 use super::{begin_write, execute, query};
 use crate::commit_plan::{
-    bump_epoch, decode_producer_state, encode_outcomes, encode_producer_state, partitions_of, plan,
-    producer_ids_of, producer_keys_of, replayed_outcomes, CommitInputs, CommitPlan, EpochBump,
+    bump_epoch, decode_producer_state, encode_outcomes, encode_producer_state, first_of_keys,
+    partitions_of, plan, producer_ids_of, producer_keys_of, repeated_key, replayed_outcomes,
+    CommitInputs, CommitPlan, EpochBump, PlannedRow,
 };
 use crate::store::{
     CommitOutcome, PartitionId, PartitionOffsets, ProducerRejection, SegmentCommit, StoreError,
     TopicId,
 };
 
-/// Commits `commit`, or replays its stored outcome when its object key was committed.
-pub(super) async fn commit_segment(
+/// The result of each commit of a group, in order.
+type GroupResults = Vec<Result<CommitOutcome, StoreError>>;
+
+/// Commits `commits` in order in one transaction, replaying the stored outcome of any whose
+/// object key was committed before.
+pub(super) async fn commit_segments(
     mut client: Client,
-    commit: &SegmentCommit,
-) -> Result<CommitOutcome, PgError> {
+    commits: &[SegmentCommit],
+) -> Result<GroupResults, PgError> {
+    let mut results: Vec<Option<Result<CommitOutcome, StoreError>>> =
+        commits.iter().map(|_| None).collect();
+    // (index, size) of each commit that may be claimed
+    let mut candidates = Vec::new();
+    for ((i, commit), first) in commits.iter().enumerate().zip(first_of_keys(commits)) {
+        if !first {
+            results[i] = Some(Err(repeated_key(commit)));
+        } else if let Ok(size) = i64::try_from(commit.object_size) {
+            candidates.push((i, size));
+        } else {
+            results[i] = Some(Err(StoreError::InvalidRequest(
+                "object size exceeds i64".into(),
+            )));
+        }
+    }
     let tx = begin_write(&mut client).await?;
-    let size = i64::try_from(commit.object_size)
-        .map_err(|_| StoreError::InvalidRequest("object size exceeds i64".into()))?;
-    let claimed = execute(
-        &tx,
-        "INSERT INTO segments (object_key, object_size, committed_at_ms, outcome)
-         VALUES ($1, $2, $3, '') ON CONFLICT (object_key) DO NOTHING",
-        &[&commit.object_key, &size, &commit.committed_at_ms],
-    )
-    .await?;
-    if claimed == 0 {
-        let rows = query(
+    let claimed = claim(&tx, commits, &candidates).await?;
+    let replays: Vec<usize> = candidates
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| !claimed.contains(&commits[*i].object_key))
+        .collect();
+    for (i, outcome) in replay(&tx, commits, &replays).await? {
+        results[i] = Some(outcome);
+    }
+    let fresh: Vec<&SegmentCommit> = candidates
+        .iter()
+        .map(|(i, _)| &commits[*i])
+        .filter(|c| claimed.contains(&c.object_key))
+        .collect();
+    let mut state = read_inputs(&tx, &fresh).await?;
+    let mut written = Written::default();
+    let mut refused = Vec::new();
+    for (i, commit) in commits.iter().enumerate() {
+        if !claimed.contains(&commit.object_key) || results[i].is_some() {
+            continue;
+        }
+        let planned = plan(commit, state.for_commit(commit))
+            .and_then(|planned| written.add(commit, planned, &mut state));
+        match planned {
+            Ok(chunks) => {
+                results[i] = Some(Ok(CommitOutcome {
+                    chunks,
+                    already_committed: false,
+                }));
+            }
+            Err(refusal) => {
+                refused.push(commit.object_key.as_str());
+                results[i] = Some(Err(refusal));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        execute(
             &tx,
-            "SELECT outcome FROM segments WHERE object_key = $1",
-            &[&commit.object_key],
+            "DELETE FROM segments WHERE object_key = ANY($1)",
+            &[&refused],
         )
         .await?;
-        let stored: String = match rows.first() {
-            Some(row) => row.try_get(0)?,
-            None => return Err(StoreError::Database("claimed segment row vanished".into()).into()),
-        };
-        return Ok(CommitOutcome {
-            chunks: replayed_outcomes(commit, &stored)?,
-            already_committed: true,
-        });
     }
-    let inputs = read_inputs(&tx, commit).await?;
-    let plan = plan(commit, inputs)?;
-    write_plan(&tx, commit, &plan).await?;
+    written.write(&tx).await?;
     tx.commit().await?;
-    Ok(CommitOutcome {
-        chunks: plan.outcomes,
-        already_committed: false,
-    })
+    results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| StoreError::Database("a commit got no outcome".into()).into()))
+        .collect()
+}
+
+/// Claims the object keys of `candidates` (index into `commits`, object size); returns
+/// the keys this transaction claimed.
+async fn claim(
+    tx: &Transaction<'_>,
+    commits: &[SegmentCommit],
+    candidates: &[(usize, i64)],
+) -> Result<HashSet<String>, PgError> {
+    let keys: Vec<&str> = candidates
+        .iter()
+        .map(|(i, _)| commits[*i].object_key.as_str())
+        .collect();
+    let sizes: Vec<i64> = candidates.iter().map(|(_, size)| *size).collect();
+    let times: Vec<i64> = candidates
+        .iter()
+        .map(|(i, _)| commits[*i].committed_at_ms)
+        .collect();
+    let rows = query(
+        tx,
+        "INSERT INTO segments (object_key, object_size, committed_at_ms, outcome)
+         SELECT key, size, at, '' FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(key, size, at)
+         ON CONFLICT (object_key) DO NOTHING RETURNING object_key",
+        &[&keys, &sizes, &times],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<_, String>(0)?))
+        .collect()
+}
+
+/// The stored outcomes of the commits at `indexes`, whose keys were committed before.
+async fn replay(
+    tx: &Transaction<'_>,
+    commits: &[SegmentCommit],
+    indexes: &[usize],
+) -> Result<Vec<(usize, Result<CommitOutcome, StoreError>)>, PgError> {
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = indexes
+        .iter()
+        .map(|i| commits[*i].object_key.as_str())
+        .collect();
+    let rows = query(
+        tx,
+        "SELECT object_key, outcome FROM segments WHERE object_key = ANY($1)",
+        &[&keys],
+    )
+    .await?;
+    let mut stored = HashMap::new();
+    for row in &rows {
+        stored.insert(row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?);
+    }
+    Ok(indexes
+        .iter()
+        .map(|&i| {
+            let commit = &commits[i];
+            let outcome = match stored.get(&commit.object_key) {
+                Some(stored) => replayed_outcomes(commit, stored).map(|chunks| CommitOutcome {
+                    chunks,
+                    already_committed: true,
+                }),
+                None => Err(StoreError::Database("claimed segment row vanished".into())),
+            };
+            (i, outcome)
+        })
+        .collect())
 }
 
 fn topic_id(bytes: Vec<u8>) -> Result<TopicId, PgError> {
@@ -78,13 +188,16 @@ fn topic_id(bytes: Vec<u8>) -> Result<TopicId, PgError> {
         .map_err(|_| StoreError::Database("topic id is not 16 bytes".into()).into())
 }
 
-/// Locks the commit's partitions in key order and reads what its decisions depend on.
+/// Locks the commits' partitions in key order and reads what their decisions depend on.
 async fn read_inputs(
     tx: &Transaction<'_>,
-    commit: &SegmentCommit,
+    commits: &[&SegmentCommit],
 ) -> Result<CommitInputs, PgError> {
     let mut inputs = CommitInputs::default();
-    let partitions = partitions_of(commit);
+    let partitions = partitions_of(commits.iter().copied());
+    if partitions.is_empty() {
+        return Ok(inputs);
+    }
     let ids: Vec<&[u8]> = partitions.iter().map(|p| &p.topic_id[..]).collect();
     let numbers: Vec<i32> = partitions.iter().map(|p| p.partition).collect();
     let locked = query(
@@ -106,7 +219,7 @@ async fn read_inputs(
         };
         inputs.offsets.insert(partition, offsets);
     }
-    let producers = producer_ids_of(commit);
+    let producers = producer_ids_of(commits.iter().copied());
     if producers.is_empty() {
         return Ok(inputs);
     }
@@ -119,7 +232,7 @@ async fn read_inputs(
     for row in &epochs {
         inputs.epochs.insert(row.try_get(0)?, row.try_get(1)?);
     }
-    let keys = producer_keys_of(commit);
+    let keys = producer_keys_of(commits.iter().copied());
     let key_producers: Vec<i64> = keys.iter().map(|k| k.0).collect();
     let key_ids: Vec<&[u8]> = keys.iter().map(|k| &k.1.topic_id[..]).collect();
     let key_numbers: Vec<i32> = keys.iter().map(|k| k.1.partition).collect();
@@ -144,63 +257,107 @@ async fn read_inputs(
     Ok(inputs)
 }
 
-/// Writes a plan: index rows, high watermarks, producer states and the stored outcome.
-async fn write_plan(
-    tx: &Transaction<'_>,
-    commit: &SegmentCommit,
-    plan: &CommitPlan,
-) -> Result<(), PgError> {
-    if !plan.rows.is_empty() {
-        insert_rows(tx, commit, plan).await?;
-    }
-    if !plan.high_watermarks.is_empty() {
-        let ids: Vec<&[u8]> = plan
-            .high_watermarks
-            .keys()
-            .map(|p| &p.topic_id[..])
-            .collect();
-        let numbers: Vec<i32> = plan.high_watermarks.keys().map(|p| p.partition).collect();
-        let next: Vec<i64> = plan.high_watermarks.values().copied().collect();
-        execute(
-            tx,
-            "UPDATE partitions p SET next_offset = u.next_offset
-             FROM unnest($1::bytea[], $2::int4[], $3::int8[]) AS u(topic_id, partition, next_offset)
-             WHERE p.topic_id = u.topic_id AND p.partition = u.partition",
-            &[&ids, &numbers, &next],
-        )
-        .await?;
-    }
-    if !plan.producer_states.is_empty() {
-        upsert_states(tx, &plan.producer_states).await?;
-    }
-    let outcome = encode_outcomes(&plan.outcomes)?;
-    execute(
-        tx,
-        "UPDATE segments SET outcome = $2 WHERE object_key = $1",
-        &[&commit.object_key, &outcome],
-    )
-    .await?;
-    Ok(())
+/// What the planned commits of a group write, gathered to be written in a few statements.
+#[derive(Default)]
+struct Written {
+    /// Index rows with the object key each belongs to.
+    rows: Vec<(String, PlannedRow)>,
+    /// Final high watermark of each partition.
+    high_watermarks: BTreeMap<PartitionId, i64>,
+    /// Final sequence state of each (producer, partition).
+    producer_states: BTreeMap<crate::commit_plan::ProducerKey, ProducerState>,
+    /// (object key, encoded outcome) of each planned commit.
+    outcomes: Vec<(String, String)>,
 }
 
-async fn insert_rows(
-    tx: &Transaction<'_>,
-    commit: &SegmentCommit,
-    plan: &CommitPlan,
-) -> Result<(), PgError> {
-    let rows = &plan.rows;
-    let ids: Vec<&[u8]> = rows.iter().map(|r| &r.partition.topic_id[..]).collect();
-    let numbers: Vec<i32> = rows.iter().map(|r| r.partition.partition).collect();
+type ProducerState = crate::producer_sequence::ProducerPartitionState;
+
+impl Written {
+    /// Adds a commit's plan after checking it can be stored, and moves `state` past it;
+    /// returns the commit's outcomes.
+    fn add(
+        &mut self,
+        commit: &SegmentCommit,
+        plan: CommitPlan,
+        state: &mut CommitInputs,
+    ) -> Result<Vec<crate::store::ChunkOutcome>, StoreError> {
+        if plan
+            .rows
+            .iter()
+            .any(|r| i64::try_from(r.row.byte_offset).is_err())
+        {
+            return Err(StoreError::InvalidRequest(
+                "chunk byte offset exceeds i64".into(),
+            ));
+        }
+        let encoded = encode_outcomes(&plan.outcomes)?;
+        state.absorb(&plan);
+        self.outcomes.push((commit.object_key.clone(), encoded));
+        self.rows.extend(
+            plan.rows
+                .into_iter()
+                .map(|row| (commit.object_key.clone(), row)),
+        );
+        self.high_watermarks.extend(plan.high_watermarks);
+        self.producer_states.extend(plan.producer_states);
+        Ok(plan.outcomes)
+    }
+
+    /// Writes index rows, high watermarks, producer states and the stored outcomes.
+    async fn write(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
+        if !self.rows.is_empty() {
+            insert_rows(tx, &self.rows).await?;
+        }
+        if !self.high_watermarks.is_empty() {
+            let ids: Vec<&[u8]> = self
+                .high_watermarks
+                .keys()
+                .map(|p| &p.topic_id[..])
+                .collect();
+            let numbers: Vec<i32> = self.high_watermarks.keys().map(|p| p.partition).collect();
+            let next: Vec<i64> = self.high_watermarks.values().copied().collect();
+            execute(
+                tx,
+                "UPDATE partitions p SET next_offset = u.next_offset
+                 FROM unnest($1::bytea[], $2::int4[], $3::int8[]) AS u(topic_id, partition, next_offset)
+                 WHERE p.topic_id = u.topic_id AND p.partition = u.partition",
+                &[&ids, &numbers, &next],
+            )
+            .await?;
+        }
+        if !self.producer_states.is_empty() {
+            upsert_states(tx, &self.producer_states).await?;
+        }
+        if !self.outcomes.is_empty() {
+            let keys: Vec<&str> = self.outcomes.iter().map(|(k, _)| k.as_str()).collect();
+            let outcomes: Vec<&str> = self.outcomes.iter().map(|(_, o)| o.as_str()).collect();
+            execute(
+                tx,
+                "UPDATE segments s SET outcome = u.outcome
+                 FROM unnest($1::text[], $2::text[]) AS u(object_key, outcome)
+                 WHERE s.object_key = u.object_key",
+                &[&keys, &outcomes],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn insert_rows(tx: &Transaction<'_>, rows: &[(String, PlannedRow)]) -> Result<(), PgError> {
+    let keys: Vec<&str> = rows.iter().map(|(key, _)| key.as_str()).collect();
+    let ids: Vec<&[u8]> = rows
+        .iter()
+        .map(|(_, r)| &r.partition.topic_id[..])
+        .collect();
+    let numbers: Vec<i32> = rows.iter().map(|(_, r)| r.partition.partition).collect();
     let column = |f: fn(&crate::store::ChunkRow) -> i64| -> Vec<i64> {
-        rows.iter().map(|r| f(&r.row)).collect()
+        rows.iter().map(|(_, r)| f(&r.row)).collect()
     };
     let base = column(|r| r.base_offset);
     let end = column(|r| r.end_offset);
-    let byte_offset = rows
-        .iter()
-        .map(|r| i64::try_from(r.row.byte_offset))
-        .collect::<Result<Vec<i64>, _>>()
-        .map_err(|_| StoreError::InvalidRequest("chunk byte offset exceeds i64".into()))?;
+    // checked to fit by Written::add
+    let byte_offset = column(|r| i64::try_from(r.byte_offset).unwrap_or(i64::MAX));
     let byte_length = column(|r| i64::from(r.byte_length));
     let raw_offset = column(|r| i64::from(r.raw_offset));
     let raw_length = column(|r| i64::from(r.raw_length));
@@ -209,18 +366,14 @@ async fn insert_rows(
         tx,
         "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key, byte_offset,
                              byte_length, raw_offset, raw_length, max_timestamp)
-         SELECT u.topic_id, u.partition, u.base_offset, u.end_offset, $5, u.byte_offset,
-                u.byte_length, u.raw_offset, u.raw_length, u.max_timestamp
-         FROM unnest($1::bytea[], $2::int4[], $3::int8[], $4::int8[], $6::int8[], $7::int8[],
-                     $8::int8[], $9::int8[], $10::int8[])
-              AS u(topic_id, partition, base_offset, end_offset, byte_offset, byte_length,
-                   raw_offset, raw_length, max_timestamp)",
+         SELECT * FROM unnest($1::bytea[], $2::int4[], $3::int8[], $4::int8[], $5::text[],
+                              $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])",
         &[
             &ids,
             &numbers,
             &base,
             &end,
-            &commit.object_key,
+            &keys,
             &byte_offset,
             &byte_length,
             &raw_offset,

@@ -220,9 +220,12 @@ impl MetadataStore for PostgresStore {
         Ok(topics::by_id(&self.client().await?, &id).await?)
     }
 
-    async fn commit_segment(&self, commit: SegmentCommit) -> Result<CommitOutcome, StoreError> {
-        let commit = &commit;
-        self.write(|client| commit::commit_segment(client, commit))
+    async fn commit_segments(
+        &self,
+        commits: Vec<SegmentCommit>,
+    ) -> Result<Vec<Result<CommitOutcome, StoreError>>, StoreError> {
+        let commits = &commits;
+        self.write(|client| commit::commit_segments(client, commits))
             .await
     }
 

@@ -4,20 +4,42 @@
 //! [`crate::commit_plan`]'s, shared with PostgreSQL; this file only reads the plan's inputs
 //! and writes its results.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{db, offsets_of};
 use crate::commit_plan::{
     bump_epoch, decode_producer_state, encode_outcomes, encode_producer_state, partitions_of, plan,
     producer_keys_of, replayed_outcomes, CommitInputs, EpochBump,
 };
-use crate::store::{ChunkOutcome, PartitionId, ProducerRejection, SegmentCommit, StoreError};
+use crate::store::{
+    ChunkOutcome, CommitOutcome, PartitionId, ProducerRejection, SegmentCommit, StoreError,
+};
+
+/// Commits one segment, or replays its stored outcome when its key was committed before.
+pub(super) fn commit_one(
+    tx: &Connection,
+    commit: &SegmentCommit,
+) -> Result<CommitOutcome, StoreError> {
+    let seen: bool = tx
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM segments WHERE object_key = ?1)")
+        .map_err(db)?
+        .query_row([&commit.object_key], |r| r.get(0))
+        .map_err(db)?;
+    Ok(if seen {
+        CommitOutcome {
+            chunks: replay(tx, commit)?,
+            already_committed: true,
+        }
+    } else {
+        CommitOutcome {
+            chunks: apply(tx, commit)?,
+            already_committed: false,
+        }
+    })
+}
 
 /// The outcomes stored for an object committed before, returned unchanged.
-pub(super) fn replay(
-    tx: &Transaction<'_>,
-    commit: &SegmentCommit,
-) -> Result<Vec<ChunkOutcome>, StoreError> {
+fn replay(tx: &Connection, commit: &SegmentCommit) -> Result<Vec<ChunkOutcome>, StoreError> {
     let stored: String = tx
         .prepare_cached("SELECT outcome FROM segments WHERE object_key = ?1")
         .map_err(db)?
@@ -27,17 +49,14 @@ pub(super) fn replay(
 }
 
 /// Reads what the plan needs, applies it, and records the commit's outcome.
-pub(super) fn apply(
-    tx: &Transaction<'_>,
-    commit: &SegmentCommit,
-) -> Result<Vec<ChunkOutcome>, StoreError> {
+fn apply(tx: &Connection, commit: &SegmentCommit) -> Result<Vec<ChunkOutcome>, StoreError> {
     let mut inputs = CommitInputs::default();
-    for p in partitions_of(commit) {
+    for p in partitions_of([commit]) {
         if let Some(offsets) = offsets_of(tx, &p)? {
             inputs.offsets.insert(p, offsets);
         }
     }
-    for (producer_id, p) in producer_keys_of(commit) {
+    for (producer_id, p) in producer_keys_of([commit]) {
         if let Some(epoch) = producer_epoch(tx, producer_id)? {
             inputs.epochs.insert(producer_id, epoch);
         }
@@ -99,7 +118,7 @@ pub(super) fn apply(
     Ok(planned.outcomes)
 }
 
-fn producer_epoch(tx: &Transaction<'_>, producer_id: i64) -> Result<Option<i16>, StoreError> {
+fn producer_epoch(tx: &Connection, producer_id: i64) -> Result<Option<i16>, StoreError> {
     tx.prepare_cached("SELECT epoch FROM producers WHERE producer_id = ?1")
         .map_err(db)?
         .query_row([producer_id], |r| r.get(0))
@@ -108,7 +127,7 @@ fn producer_epoch(tx: &Transaction<'_>, producer_id: i64) -> Result<Option<i16>,
 }
 
 fn partition_state(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     p: &PartitionId,
     producer_id: i64,
 ) -> Result<Option<crate::producer_sequence::ProducerPartitionState>, StoreError> {
@@ -123,7 +142,7 @@ fn partition_state(
 
 /// Issues a producer id, or bumps the epoch of the given current one.
 pub(super) fn init_producer(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     current: Option<(i64, i16)>,
 ) -> Result<Result<(i64, i16), ProducerRejection>, StoreError> {
     if let Some((producer_id, epoch)) = current {

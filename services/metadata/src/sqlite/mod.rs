@@ -298,27 +298,33 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
-    async fn commit_segment(&self, commit: SegmentCommit) -> Result<CommitOutcome, StoreError> {
+    async fn commit_segments(
+        &self,
+        commits: Vec<SegmentCommit>,
+    ) -> Result<Vec<Result<CommitOutcome, StoreError>>, StoreError> {
         self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            let seen: bool = tx
-                .prepare_cached("SELECT EXISTS(SELECT 1 FROM segments WHERE object_key = ?1)")
-                .map_err(db)?
-                .query_row([&commit.object_key], |r| r.get(0))
-                .map_err(db)?;
-            if seen {
-                let chunks = commit::replay(&tx, &commit)?;
-                return Ok(CommitOutcome {
-                    chunks,
-                    already_committed: true,
-                });
+            let mut tx = conn.transaction().map_err(db)?;
+            let mut results = Vec::with_capacity(commits.len());
+            for (commit, first) in commits
+                .iter()
+                .zip(crate::commit_plan::first_of_keys(&commits))
+            {
+                if !first {
+                    results.push(Err(crate::commit_plan::repeated_key(commit)));
+                    continue;
+                }
+                // each commit in a savepoint, so a refused one leaves no trace
+                let mut savepoint = tx.savepoint().map_err(db)?;
+                let result = commit::commit_one(&savepoint, commit);
+                if result.is_ok() {
+                    savepoint.commit().map_err(db)?;
+                } else {
+                    savepoint.rollback().map_err(db)?;
+                }
+                results.push(result);
             }
-            let chunks = commit::apply(&tx, &commit)?;
             tx.commit().map_err(db)?;
-            Ok(CommitOutcome {
-                chunks,
-                already_committed: false,
-            })
+            Ok(results)
         })
         .await
     }
