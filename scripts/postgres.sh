@@ -16,6 +16,8 @@
 # stopped (or never created) one do nothing more than needed. Only the URL line goes to
 # stdout; progress and errors go to stderr.
 #
+# PG_DURABLE=1 (at the first start) keeps fsync and synchronous commit on, for benchmarks.
+#
 # Binaries: PG_BINDIR if set, else `pg_config --bindir`, else the newest
 # /usr/lib/postgresql/*/bin, else initdb on PATH; when none is found and we are root,
 # Debian's `postgresql` package is installed with apt-get. initdb refuses to run as root,
@@ -159,10 +161,13 @@ init_cluster() {
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$sockdir'
 max_connections = 200
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 EOF
+    if [ "${PG_DURABLE:-0}" = 1 ]; then
+        # benchmarks: commits wait for the WAL to reach the disk, as in production
+        echo "fsync = on" >>"$data/postgresql.conf"
+    else
+        printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$data/postgresql.conf"
+    fi
     enable_tls
 }
 

@@ -34,6 +34,14 @@ pub struct AgentRegistry {
 }
 
 impl AgentRegistry {
+    /// Forgets every agent (a new leadership term starts empty; agents re-register).
+    pub fn clear(&self) {
+        self.agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Registers `agent` (or renews it) until `now + lease`; returns the live agents.
     pub fn heartbeat(
         &self,

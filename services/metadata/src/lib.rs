@@ -12,6 +12,7 @@ pub mod agents;
 pub mod commit_plan;
 pub mod group_commit;
 pub mod groups;
+pub mod leadership;
 pub mod metrics;
 pub mod postgres;
 pub mod producer_sequence;
@@ -28,10 +29,27 @@ use std::sync::Arc;
 
 pub use service::MetadataServiceImpl;
 use strata_proto::metadata::v1::metadata_service_server::MetadataServiceServer;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+
+/// The metadata gRPC service as served: every call passes the leadership gate first.
+pub type MetadataGrpc = InterceptedService<MetadataServiceServer<MetadataServiceImpl>, LeaderGate>;
+
+/// Admits calls while this process is the leader; refuses them naming the leader otherwise.
+#[derive(Debug, Clone)]
+pub struct LeaderGate(leadership::Leadership);
+
+impl Interceptor for LeaderGate {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        self.0.admit(request)
+    }
+}
 
 /// The tonic server wrapper for a [`MetadataServiceImpl`], ready to add to a router.
-pub fn grpc_service(service: MetadataServiceImpl) -> MetadataServiceServer<MetadataServiceImpl> {
-    MetadataServiceServer::from_arc(Arc::new(service))
+pub fn grpc_service(service: MetadataServiceImpl) -> MetadataGrpc {
+    let gate = LeaderGate(service.leadership().clone());
+    let server = MetadataServiceServer::from_arc(Arc::new(service))
         .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    InterceptedService::new(server, gate)
 }

@@ -25,6 +25,10 @@ pub struct MetadataMetrics {
     pub group_members: Gauge,
     /// Agents with a live lease.
     pub agents: Gauge,
+    /// 1 while this process is the metadata leader, else 0.
+    pub leader: Gauge,
+    /// The lease epoch this process last held as leader.
+    pub leader_epoch: Gauge,
 }
 
 impl Default for MetadataMetrics {
@@ -40,6 +44,8 @@ impl Default for MetadataMetrics {
             groups: Gauge::default(),
             group_members: Gauge::default(),
             agents: Gauge::default(),
+            leader: Gauge::default(),
+            leader_epoch: Gauge::default(),
         }
     }
 }
@@ -80,5 +86,15 @@ impl MetadataMetrics {
             self.group_members.clone(),
         );
         r.register("agents", "Agents with a live lease", self.agents.clone());
+        r.register(
+            "leader",
+            "1 while this process holds the metadata leader lease",
+            self.leader.clone(),
+        );
+        r.register(
+            "leader_epoch",
+            "Lease epoch this process last held as leader",
+            self.leader_epoch.clone(),
+        );
     }
 }

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::agents::AgentRegistry;
 use crate::group_commit::GroupCommitter;
 use crate::groups::{ClientInfo, GroupCoordinator};
+use crate::leadership::Leadership;
 use crate::metrics::MetadataMetrics;
 use crate::segment_pb;
 use crate::store::{
@@ -41,7 +42,8 @@ pub struct MetadataServiceImpl {
     watermarks: broadcast::Sender<Arc<Vec<pb::PartitionOffsets>>>,
     groups: Arc<GroupCoordinator>,
     committer: GroupCommitter,
-    agents: AgentRegistry,
+    agents: Arc<AgentRegistry>,
+    leadership: Leadership,
     metrics: MetadataMetrics,
 }
 
@@ -65,7 +67,8 @@ impl MetadataServiceImpl {
                 metrics.clone(),
             ),
             committer: GroupCommitter::start(Arc::clone(&store), metrics.clone()),
-            agents: AgentRegistry::default(),
+            agents: Arc::default(),
+            leadership: Leadership::sole(),
             metrics,
             store,
             clock,
@@ -76,6 +79,31 @@ impl MetadataServiceImpl {
     /// The service's metrics, to register with the process's registry.
     pub fn metrics(&self) -> &MetadataMetrics {
         &self.metrics
+    }
+
+    /// Serves only while `leadership` says so. State that belongs to one leadership term
+    /// (consumer groups, the agent registry, watch streams) is dropped at every change of
+    /// role: a new leader starts from the database alone, and clients rejoin.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        let mut changes = leadership.changes();
+        let groups = Arc::downgrade(&self.groups);
+        let agents = Arc::downgrade(&self.agents);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let (Some(groups), Some(agents)) = (groups.upgrade(), agents.upgrade()) else {
+                    return;
+                };
+                groups.reset();
+                agents.clear();
+            }
+        });
+        self.leadership = leadership;
+        self
+    }
+
+    /// Whether calls are answered now (see [`Leadership::admit`]).
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 }
 
@@ -94,6 +122,7 @@ pub fn status_of(err: StoreError) -> Status {
         }
         StoreError::InvalidConfig(_) => (Status::invalid_argument(message), "invalid-config"),
         StoreError::InvalidRequest(_) => (Status::invalid_argument(message), "invalid-request"),
+        StoreError::NotLeader(_) => (Status::unavailable(message), "not-leader"),
         StoreError::Database(_) => (Status::unavailable(message), "database"),
     };
     status.metadata_mut().insert(
@@ -509,6 +538,9 @@ impl MetadataService for MetadataServiceImpl {
     ) -> Result<Response<Self::WatchHighWatermarksStream>, Status> {
         // subscribe before the snapshot so no change between the two is missed
         let mut updates = self.watermarks.subscribe();
+        // the stream belongs to this leadership term: it ends with it
+        let mut term = self.leadership.changes();
+        term.borrow_and_update();
         let store = Arc::clone(&self.store);
         let first = snapshot(store.as_ref()).await?;
         let stream = async_stream_of(move |tx| async move {
@@ -516,7 +548,15 @@ impl MetadataService for MetadataServiceImpl {
                 return;
             }
             loop {
-                let next = match updates.recv().await {
+                let update = tokio::select! {
+                    update = updates.recv() => update,
+                    _ = term.changed() => {
+                        let ended = Status::unavailable("the metadata leader changed; reconnect");
+                        let _ = tx.send(Err(ended)).await;
+                        return;
+                    }
+                };
+                let next = match update {
                     Ok(changed) => Ok(pb::HighWatermarkUpdate {
                         partitions: changed.as_ref().clone(),
                     }),

@@ -38,6 +38,10 @@ pub enum StoreError {
     /// A request was malformed (e.g. a topic id of the wrong length).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// This process does not hold the metadata leader's lease (any more): nothing was
+    /// written; the caller should find the leader and ask it.
+    #[error("not the metadata leader: {0}")]
+    NotLeader(String),
     /// The database failed; the operation may or may not have been applied.
     #[error("metadata database error: {0}")]
     Database(String),

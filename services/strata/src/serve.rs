@@ -100,7 +100,8 @@ async fn start_metadata(
         })?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // without TCP_NODELAY every small gRPC response waits out delayed ACKs (~40 ms)
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(strata_metadata::grpc_service(service))

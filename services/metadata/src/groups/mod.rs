@@ -116,6 +116,14 @@ impl GroupCoordinator {
         coordinator
     }
 
+    /// Forgets every group in memory: members of a new leadership term rejoin (committed
+    /// offsets are in the store and stay).
+    pub fn reset(&self) {
+        self.lock().clear();
+        self.metrics.groups.set(0);
+        self.metrics.group_members.set(0);
+    }
+
     fn tick(&self) {
         let now = Instant::now();
         let mut groups = self.lock();

@@ -23,10 +23,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use deadpool_postgres::{Client, Transaction};
+use deadpool_postgres::Transaction;
 
 use super::error::PgError;
-use super::{begin_write, execute, query};
+use super::{execute, query, Writer};
 use crate::commit_plan::{
     bump_epoch, decode_producer_state, encode_outcomes, encode_producer_state, first_of_keys,
     partitions_of, plan, producer_ids_of, producer_keys_of, repeated_key, replayed_outcomes,
@@ -43,7 +43,7 @@ type GroupResults = Vec<Result<CommitOutcome, StoreError>>;
 /// Commits `commits` in order in one transaction, replaying the stored outcome of any whose
 /// object key was committed before.
 pub(super) async fn commit_segments(
-    mut client: Client,
+    mut client: Writer,
     commits: &[SegmentCommit],
 ) -> Result<GroupResults, PgError> {
     let mut results: Vec<Option<Result<CommitOutcome, StoreError>>> =
@@ -61,7 +61,7 @@ pub(super) async fn commit_segments(
             )));
         }
     }
-    let tx = begin_write(&mut client).await?;
+    let tx = client.begin().await?;
     let claimed = claim(&tx, commits, &candidates).await?;
     let replays: Vec<usize> = candidates
         .iter()
@@ -304,42 +304,68 @@ impl Written {
     }
 
     /// Writes index rows, high watermarks, producer states and the stored outcomes.
+    /// The four writes touch different rows under locks already held, so they are sent
+    /// together (pipelined on the connection) rather than one round trip each.
     async fn write(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
-        if !self.rows.is_empty() {
-            insert_rows(tx, &self.rows).await?;
+        futures::try_join!(
+            self.write_rows(tx),
+            self.write_high_watermarks(tx),
+            self.write_producer_states(tx),
+            self.write_outcomes(tx),
+        )?;
+        Ok(())
+    }
+
+    async fn write_rows(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
+        if self.rows.is_empty() {
+            return Ok(());
         }
-        if !self.high_watermarks.is_empty() {
-            let ids: Vec<&[u8]> = self
-                .high_watermarks
-                .keys()
-                .map(|p| &p.topic_id[..])
-                .collect();
-            let numbers: Vec<i32> = self.high_watermarks.keys().map(|p| p.partition).collect();
-            let next: Vec<i64> = self.high_watermarks.values().copied().collect();
-            execute(
-                tx,
-                "UPDATE partitions p SET next_offset = u.next_offset
-                 FROM unnest($1::bytea[], $2::int4[], $3::int8[]) AS u(topic_id, partition, next_offset)
-                 WHERE p.topic_id = u.topic_id AND p.partition = u.partition",
-                &[&ids, &numbers, &next],
-            )
-            .await?;
+        insert_rows(tx, &self.rows).await
+    }
+
+    async fn write_high_watermarks(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
+        if self.high_watermarks.is_empty() {
+            return Ok(());
         }
-        if !self.producer_states.is_empty() {
-            upsert_states(tx, &self.producer_states).await?;
+        let ids: Vec<&[u8]> = self
+            .high_watermarks
+            .keys()
+            .map(|p| &p.topic_id[..])
+            .collect();
+        let numbers: Vec<i32> = self.high_watermarks.keys().map(|p| p.partition).collect();
+        let next: Vec<i64> = self.high_watermarks.values().copied().collect();
+        execute(
+            tx,
+            "UPDATE partitions p SET next_offset = u.next_offset
+             FROM unnest($1::bytea[], $2::int4[], $3::int8[]) AS u(topic_id, partition, next_offset)
+             WHERE p.topic_id = u.topic_id AND p.partition = u.partition",
+            &[&ids, &numbers, &next],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn write_producer_states(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
+        if self.producer_states.is_empty() {
+            return Ok(());
         }
-        if !self.outcomes.is_empty() {
-            let keys: Vec<&str> = self.outcomes.iter().map(|(k, _)| k.as_str()).collect();
-            let outcomes: Vec<&str> = self.outcomes.iter().map(|(_, o)| o.as_str()).collect();
-            execute(
-                tx,
-                "UPDATE segments s SET outcome = u.outcome
-                 FROM unnest($1::text[], $2::text[]) AS u(object_key, outcome)
-                 WHERE s.object_key = u.object_key",
-                &[&keys, &outcomes],
-            )
-            .await?;
+        upsert_states(tx, &self.producer_states).await
+    }
+
+    async fn write_outcomes(&self, tx: &Transaction<'_>) -> Result<(), PgError> {
+        if self.outcomes.is_empty() {
+            return Ok(());
         }
+        let keys: Vec<&str> = self.outcomes.iter().map(|(k, _)| k.as_str()).collect();
+        let outcomes: Vec<&str> = self.outcomes.iter().map(|(_, o)| o.as_str()).collect();
+        execute(
+            tx,
+            "UPDATE segments s SET outcome = u.outcome
+             FROM unnest($1::text[], $2::text[]) AS u(object_key, outcome)
+             WHERE s.object_key = u.object_key",
+            &[&keys, &outcomes],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -412,10 +438,10 @@ async fn upsert_states(
 
 /// Issues a producer id with epoch 0, or bumps the epoch of the given current one.
 pub(super) async fn init_producer(
-    mut client: Client,
+    mut client: Writer,
     current: Option<(i64, i16)>,
 ) -> Result<Result<(i64, i16), ProducerRejection>, PgError> {
-    let tx = begin_write(&mut client).await?;
+    let tx = client.begin().await?;
     if let Some((producer_id, epoch)) = current {
         let rows = query(
             &tx,

@@ -6,15 +6,15 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_postgres::{Client, GenericClient};
+use deadpool_postgres::GenericClient;
 
 use super::error::PgError;
-use super::{begin_write, execute, query};
+use super::{execute, query, Writer};
 use crate::store::CommittedOffset;
 
 /// Stores `offsets` for `group`, replacing earlier ones of the same partitions.
 pub(super) async fn commit(
-    mut client: Client,
+    mut client: Writer,
     group: &str,
     offsets: &[CommittedOffset],
 ) -> Result<(), PgError> {
@@ -31,7 +31,7 @@ pub(super) async fn commit(
     let epochs: Vec<i32> = latest.values().map(|o| o.leader_epoch).collect();
     let metadata: Vec<Option<&str>> = latest.values().map(|o| o.metadata.as_deref()).collect();
     let times: Vec<i64> = latest.values().map(|o| o.commit_time_ms).collect();
-    let tx = begin_write(&mut client).await?;
+    let tx = client.begin().await?;
     execute(
         &tx,
         "INSERT INTO group_offsets (group_id, topic, partition, committed_offset, leader_epoch,
@@ -89,13 +89,13 @@ pub(super) async fn fetch(
 
 /// Removes a group's offsets for the given (topic, partition) pairs.
 pub(super) async fn delete(
-    mut client: Client,
+    mut client: Writer,
     group: &str,
     partitions: &[(String, i32)],
 ) -> Result<(), PgError> {
     let topics: Vec<&str> = partitions.iter().map(|p| p.0.as_str()).collect();
     let numbers: Vec<i32> = partitions.iter().map(|p| p.1).collect();
-    let tx = begin_write(&mut client).await?;
+    let tx = client.begin().await?;
     execute(
         &tx,
         "DELETE FROM group_offsets WHERE group_id = $1
@@ -108,8 +108,8 @@ pub(super) async fn delete(
 }
 
 /// Removes every offset of a group; returns whether it had any.
-pub(super) async fn delete_group(mut client: Client, group: &str) -> Result<bool, PgError> {
-    let tx = begin_write(&mut client).await?;
+pub(super) async fn delete_group(mut client: Writer, group: &str) -> Result<bool, PgError> {
+    let tx = client.begin().await?;
     let deleted = execute(
         &tx,
         "DELETE FROM group_offsets WHERE group_id = $1",

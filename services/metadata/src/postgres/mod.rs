@@ -48,12 +48,15 @@
 mod commit;
 mod error;
 mod group_offsets;
+mod lease;
 mod lookup;
 mod migrate;
 mod tls;
 mod topics;
 mod url;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,7 +87,20 @@ const CREATE_SLACK: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// The leader epoch every write transaction checks: [`UNFENCED`], [`DEPOSED`], or the
+    /// epoch of the lease this process holds.
+    fence: Arc<AtomicI64>,
 }
+
+/// Writes are not fenced: the store is used without a leader lease (tests, tools).
+const UNFENCED: i64 = 0;
+/// This process lost (or never had) the lease: every write is refused before it starts.
+const DEPOSED: i64 = -1;
+
+/// How long PostgreSQL lets a session sit idle inside a transaction before ending it
+/// (unless the URL sets `options=-c idle_in_transaction_session_timeout=...`): a leader
+/// stopped mid-transaction must not hold the lease row's share lock for longer.
+const IDLE_IN_TRANSACTION_TIMEOUT_MS: u32 = 5_000;
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,8 +128,18 @@ impl PostgresStore {
             .copied()
             .unwrap_or(url::CONNECT_TIMEOUT);
         let create_timeout = connect_timeout.saturating_mul(hosts) + CREATE_SLACK;
+        let mut config = url.config;
+        let options = config.get_options().unwrap_or_default().to_string();
+        if !options.contains("idle_in_transaction_session_timeout") {
+            config.options(
+                format!(
+                "{options} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+            )
+                .trim(),
+            );
+        }
         let manager = Manager::from_config(
-            url.config,
+            config,
             tls::connector(&url.verification)?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -126,7 +152,10 @@ impl PostgresStore {
             .create_timeout(Some(create_timeout))
             .build()
             .map_err(|e| StoreError::Database(format!("PostgreSQL pool: {e}")))?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            fence: Arc::new(AtomicI64::new(UNFENCED)),
+        };
         let mut client = store.client().await?;
         let version = migrate::migrate(&mut client).await?;
         tracing::info!(
@@ -146,18 +175,31 @@ impl PostgresStore {
         Ok(self.pool.get().await?)
     }
 
+    /// Fences every later write transaction with the lease epoch `Some(epoch)`, or refuses
+    /// them all (`None`: this process is not the leader).
+    pub fn set_fence(&self, epoch: Option<i64>) {
+        self.fence.store(
+            epoch.filter(|e| *e > 0).unwrap_or(DEPOSED),
+            Ordering::SeqCst,
+        );
+    }
+
     /// Runs a mutating transaction `op` on a pooled connection, again (on a fresh
     /// connection) when PostgreSQL reports it rolled it back as a serialization failure
     /// or deadlock.
     async fn write<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: Fn(Client) -> Fut + Send + Sync,
+        F: Fn(Writer) -> Fut + Send + Sync,
         Fut: std::future::Future<Output = Result<T, PgError>> + Send,
         T: Send,
     {
         let mut attempt = 1;
         loop {
-            match op(self.client().await?).await {
+            let writer = Writer {
+                client: self.client().await?,
+                fence: self.fence.load(Ordering::SeqCst),
+            };
+            match op(writer).await {
                 Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
                     tracing::debug!(attempt, error = ?e, "retrying a metadata transaction");
                     attempt += 1;
@@ -168,13 +210,79 @@ impl PostgresStore {
     }
 }
 
-/// Starts a mutating transaction: every write of the store begins here.
-///
-/// This is where the leader-epoch fence goes once metadata leaders hold leases: check
-/// (`SELECT epoch FROM leader_lease ... FOR SHARE`) that this process's epoch is still the
-/// current one before the transaction does anything else.
-async fn begin_write(client: &mut Client) -> Result<Transaction<'_>, PgError> {
-    Ok(client.transaction().await?)
+/// Creates the empty database `name` (letters, digits and `_` only) on the server at
+/// `server`, and returns the settings of `server` pointing at it: for tests and benchmarks
+/// that need a database of their own.
+pub async fn create_database(server: &str, name: &str) -> Result<PostgresUrl, StoreError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::InvalidRequest(format!(
+            "database name {name:?} must be letters, digits and _"
+        )));
+    }
+    let mut url = PostgresUrl::parse(server)?;
+    let (client, connection) = url
+        .config
+        .connect(tls::connector(&url.verification)?)
+        .await
+        .map_err(|e| {
+            StoreError::Database(format!("cannot connect to {}: {e}", redacted(server)))
+        })?;
+    let connection = tokio::spawn(connection);
+    let created = client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await;
+    drop(client);
+    let _ = connection.await;
+    created.map_err(|e| StoreError::Database(format!("CREATE DATABASE {name}: {e}")))?;
+    url.config.dbname(name);
+    Ok(url)
+}
+
+/// A pooled connection for one mutating transaction, with the fence it must pass.
+struct Writer {
+    client: Client,
+    fence: i64,
+}
+
+impl Writer {
+    /// Starts a mutating transaction: every write of the store begins here.
+    ///
+    /// When the store is fenced, the transaction first takes a share lock on the lease row
+    /// and checks that this process's epoch is still the current one. A takeover raises the
+    /// epoch under an exclusive lock of that row, so it waits for transactions that passed
+    /// the check to end, and every transaction after it fails the check: a deposed leader
+    /// can never commit.
+    async fn begin(&mut self) -> Result<Transaction<'_>, PgError> {
+        let fence = self.fence;
+        let tx = self.client.transaction().await?;
+        match fence {
+            UNFENCED => {}
+            DEPOSED => {
+                return Err(
+                    StoreError::NotLeader("this process does not hold the lease".into()).into(),
+                )
+            }
+            epoch => {
+                let rows = query(
+                    &tx,
+                    "SELECT epoch FROM metadata_leader WHERE id = 1 FOR SHARE",
+                    &[],
+                )
+                .await?;
+                let current: i64 = match rows.first() {
+                    Some(row) => row.try_get(0)?,
+                    None => 0,
+                };
+                if current != epoch {
+                    return Err(StoreError::NotLeader(format!(
+                        "lease epoch {epoch} was superseded by epoch {current}"
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(tx)
+    }
 }
 
 /// Runs a statement (prepared once per connection) and returns its rows.

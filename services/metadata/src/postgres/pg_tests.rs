@@ -267,3 +267,68 @@ async fn tls_follows_sslmode_and_sslrootcert() {
     let refused = PostgresStore::connect_with(wrong_ca).await.unwrap_err();
     assert!(refused.to_string().contains("TLS"), "{refused}");
 }
+
+fn one_segment(key: &str, topic_id: TopicId) -> SegmentCommit {
+    SegmentCommit {
+        object_key: key.to_string(),
+        object_size: 10,
+        chunks: vec![chunk(topic_id, 0, 1)],
+        committed_at_ms: 0,
+    }
+}
+
+/// The leader lease: one holder per epoch, takeover only after expiry, and a deposed
+/// leader's writes refused by the epoch fence even though its connections still work.
+#[tokio::test]
+async fn lease_epochs_fence_a_deposed_leader() {
+    use crate::leadership::LeaseStore;
+    use std::time::Duration;
+    let Some(server) = server_url() else {
+        return;
+    };
+    let url = fresh_database(&server).await;
+    let a = PostgresStore::connect_with(url.clone()).await.unwrap();
+    let b = PostgresStore::connect_with(url).await.unwrap();
+    let t = a.create_topic(topic("t", 1, 1)).await.unwrap().topic_id;
+    let ttl = Duration::from_millis(400);
+    let epoch_a = a.try_acquire("a", "http://a", ttl).await.unwrap().unwrap();
+    a.fence(Some(epoch_a));
+    assert_eq!(b.try_acquire("b", "http://b", ttl).await.unwrap(), None);
+    let record = b.current().await.unwrap();
+    assert_eq!(
+        (
+            record.epoch,
+            record.holder.as_str(),
+            record.address.as_str()
+        ),
+        (epoch_a, "a", "http://a")
+    );
+    assert!(record.expires_in_ms > 0);
+    a.commit_segment(one_segment("s1", t)).await.unwrap();
+    // b, fenced as a standby, cannot write at all
+    b.fence(None);
+    let refused = b.commit_segment(one_segment("s2", t)).await.unwrap_err();
+    assert!(matches!(refused, StoreError::NotLeader(_)), "{refused:?}");
+    // a stalls past its lease; b takes over
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    let epoch_b = b.try_acquire("b", "http://b", ttl).await.unwrap().unwrap();
+    assert_eq!(epoch_b, epoch_a + 1);
+    b.fence(Some(epoch_b));
+    // a wakes up still believing it leads: its writes and its renewal fail
+    let refused = a.commit_segment(one_segment("s3", t)).await.unwrap_err();
+    assert!(matches!(refused, StoreError::NotLeader(_)), "{refused:?}");
+    assert!(!a.renew("a", epoch_a, ttl).await.unwrap());
+    let committed = b.commit_segment(one_segment("s4", t)).await.unwrap();
+    assert!(!committed.already_committed);
+    let keys = ["s1", "s2", "s3", "s4"].map(String::from).to_vec();
+    assert_eq!(
+        a.committed_objects(keys).await.unwrap(),
+        [true, false, false, true]
+    );
+    // a release lets the next campaign in at once
+    b.release("b", epoch_b).await.unwrap();
+    assert_eq!(
+        a.try_acquire("a2", "http://a2", ttl).await.unwrap(),
+        Some(epoch_b + 1)
+    );
+}

@@ -47,21 +47,9 @@ pub fn server_url() -> Option<String> {
 /// Connection settings for a new, empty database on the test server.
 pub async fn fresh_database(server: &str) -> PostgresUrl {
     let name = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
-    let mut url = PostgresUrl::parse(server).expect("test server URL");
-    let tls = super::tls::connector(&url.verification).expect("TLS connector");
-    let (client, connection) = url
-        .config
-        .connect(tls)
+    let mut url = super::create_database(server, &name)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}={server}: {e:?}"));
-    let connection = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create a test database");
-    drop(client);
-    let _ = connection.await;
-    url.config.dbname(&name);
+        .unwrap_or_else(|e| panic!("cannot create a database on {URL_VAR}={server}: {e}"));
     url.pool_size = 8;
     url
 }

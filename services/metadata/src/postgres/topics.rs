@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_postgres::{Client, GenericClient};
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::error::PgError;
-use super::{begin_write, execute, query};
+use super::{execute, query, Writer};
 use crate::store::{StoreError, TopicId, TopicRecord};
 
 const TOPIC_COLUMNS: &str = "topic_id, name, partition_count, configs, created_at_ms";
@@ -33,10 +33,10 @@ fn to_topic(row: &Row) -> Result<TopicRecord, PgError> {
 
 /// Creates a topic and its partitions; `TopicExists` when the name (or id) is taken.
 pub(super) async fn create(
-    mut client: Client,
+    mut client: Writer,
     topic: &TopicRecord,
 ) -> Result<TopicRecord, PgError> {
-    let tx = begin_write(&mut client).await?;
+    let tx = client.begin().await?;
     let configs = serde_json::to_string(&topic.configs)
         .map_err(|e| StoreError::InvalidConfig(e.to_string()))?;
     let inserted = execute(
@@ -71,8 +71,8 @@ pub(super) async fn create(
 }
 
 /// Deletes a topic with its partitions and index rows; returns its id.
-pub(super) async fn delete(mut client: Client, name: &str) -> Result<TopicId, PgError> {
-    let tx = begin_write(&mut client).await?;
+pub(super) async fn delete(mut client: Writer, name: &str) -> Result<TopicId, PgError> {
+    let tx = client.begin().await?;
     let sql = format!("SELECT {TOPIC_COLUMNS} FROM topics WHERE name = $1 FOR UPDATE");
     let Some(row) = query(&tx, &sql, &[&name]).await?.into_iter().next() else {
         return Err(StoreError::TopicNotFound(format!("{name:?}")).into());
