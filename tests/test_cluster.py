@@ -149,8 +149,9 @@ def test_a_second_agent_with_the_same_node_id_is_refused(cluster, tmp_path):
 class LedgerProducer(threading.Thread):
     """An idempotent producer keeping a ledger of every acknowledged (partition, offset, value)."""
 
-    def __init__(self, bootstrap: str, topic: str, count: int):
+    def __init__(self, bootstrap: str, topic: str, count: int, pause_s: float = 0.01):
         super().__init__(daemon=True)
+        self.pause_s = pause_s
         self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                                   "linger.ms": 5, "message.timeout.ms": 120_000})
         self.topic, self.count = topic, count
@@ -174,7 +175,7 @@ class LedgerProducer(threading.Thread):
                     self.producer.poll(0.05)
             if i % 200 == 0:
                 self.producer.poll(0)
-                time.sleep(0.01)  # a steady stream rather than one burst
+                time.sleep(self.pause_s)  # a steady stream rather than one burst
         self.producer.flush(120)
 
 

@@ -5,13 +5,12 @@
 //! chosen by rendezvous hashing over the live agents, so every agent names the same leader
 //! for a partition, and only the partitions of an agent that joins or leaves move.
 
+use crate::metadata_client::MetadataClient;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_proto::metadata::v1::{AgentHeartbeatRequest, AgentInfo};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// The live agents as last reported by the metadata service.
 #[derive(Debug, Clone)]
@@ -62,10 +61,7 @@ impl ClusterView {
     }
 
     /// Renews this agent's lease once and refreshes the live list.
-    pub async fn heartbeat(
-        &self,
-        client: &MetadataServiceClient<Channel>,
-    ) -> Result<(), tonic::Status> {
+    pub async fn heartbeat(&self, client: &MetadataClient) -> Result<(), tonic::Status> {
         let request = AgentHeartbeatRequest {
             agent: Some(self.me.clone()),
             lease_ms: u32::try_from(self.lease.as_millis()).unwrap_or(u32::MAX),
@@ -78,7 +74,7 @@ impl ClusterView {
     /// Heartbeats every `interval` until `stop` is cancelled.
     pub fn spawn_heartbeats(
         &self,
-        client: MetadataServiceClient<Channel>,
+        client: MetadataClient,
         interval: Duration,
         stop: CancellationToken,
     ) {

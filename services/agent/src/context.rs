@@ -1,15 +1,14 @@
 //! The agent's shared state and its start-up.
 
+use crate::metadata_client::MetadataClient;
 use std::sync::Arc;
 
 use strata_clock::Clock;
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_proto::metadata::v1::AgentInfo;
 use strata_storage::Bucket;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Channel;
 
 /// How long a stopping agent waits for connections to write their last responses.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -28,7 +27,7 @@ pub struct Agent {
     /// Settings.
     pub config: AgentConfig,
     /// Client of the metadata service.
-    pub metadata: MetadataServiceClient<Channel>,
+    pub metadata: MetadataClient,
     /// Known topics.
     pub topics: TopicCache,
     /// The open segment and its flusher.
@@ -55,7 +54,7 @@ impl Agent {
     /// Builds an agent and starts its background tasks (flusher, watermark watch).
     pub fn start(
         config: AgentConfig,
-        metadata: MetadataServiceClient<Channel>,
+        metadata: MetadataClient,
         bucket: Bucket,
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {

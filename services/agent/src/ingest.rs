@@ -12,6 +12,7 @@
 //! - A commit whose reply was lost is retried with the same object key; the metadata
 //!   service answers a retry with the offsets it assigned the first time.
 
+use crate::metadata_client::MetadataClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,14 +22,12 @@ use kafka_protocol::error::ResponseError;
 use object_store::{PutMode, PutOptions, PutPayload};
 use strata_clock::Clock;
 use strata_proto::metadata::v1 as pb;
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_segment::{ChunkEntry, ChunkInput, PartitionKey, SegmentWriter};
 use strata_storage::Bucket;
 use thiserror::Error;
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::config::AgentConfig;
 use crate::metrics::AgentMetrics;
@@ -208,7 +207,7 @@ impl std::fmt::Debug for Ingest {
 #[derive(Clone)]
 struct Flusher {
     bucket: Bucket,
-    metadata: MetadataServiceClient<Channel>,
+    metadata: MetadataClient,
     clock: Arc<dyn Clock>,
     watermarks: Watermarks,
     zstd_level: i32,
@@ -221,7 +220,7 @@ impl Ingest {
     pub fn start(
         config: &AgentConfig,
         bucket: Bucket,
-        metadata: MetadataServiceClient<Channel>,
+        metadata: MetadataClient,
         clock: Arc<dyn Clock>,
         watermarks: Watermarks,
         metrics: AgentMetrics,

@@ -12,6 +12,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod ingest;
+pub mod metadata_client;
 pub mod metrics;
 pub mod orphans;
 pub mod read;

@@ -4,14 +4,13 @@
 //! noticed soon; misses always ask the metadata service, so a topic created elsewhere is seen
 //! at once.
 
+use crate::metadata_client::MetadataClient;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use moka::future::Cache;
 use strata_proto::metadata::v1 as pb;
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
-use tonic::transport::Channel;
 use tonic::Code;
 
 /// How long a cached topic is trusted.
@@ -85,7 +84,7 @@ pub const ERROR_KIND_HEADER: &str = "x-strata-error";
 /// Cached topic lookups by name and by id.
 #[derive(Debug, Clone)]
 pub struct TopicCache {
-    client: MetadataServiceClient<Channel>,
+    client: MetadataClient,
     by_name: Cache<String, Arc<Topic>>,
     by_id: Cache<uuid::Uuid, Arc<Topic>>,
     default_partitions: i32,
@@ -93,7 +92,7 @@ pub struct TopicCache {
 
 impl TopicCache {
     /// A cache in front of `client`.
-    pub fn new(client: MetadataServiceClient<Channel>, default_partitions: i32) -> Self {
+    pub fn new(client: MetadataClient, default_partitions: i32) -> Self {
         Self {
             client,
             by_name: Cache::builder()

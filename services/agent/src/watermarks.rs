@@ -6,15 +6,14 @@
 //! wakes it. Exact high watermarks always come from the metadata service; this only says
 //! "look again".
 
+use crate::metadata_client::MetadataClient;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_proto::metadata::v1::WatchHighWatermarksRequest;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// A shared "something was committed" signal.
 #[derive(Debug, Clone)]
@@ -50,14 +49,14 @@ impl Watermarks {
 
     /// Follows the metadata service's high-watermark stream until `stop` is cancelled,
     /// reconnecting after errors.
-    pub fn spawn_watch(&self, client: MetadataServiceClient<Channel>, stop: CancellationToken) {
+    pub fn spawn_watch(&self, client: MetadataClient, stop: CancellationToken) {
         let this = self.clone();
         tokio::spawn(async move {
             stop.run_until_cancelled(this.follow(client)).await;
         });
     }
 
-    async fn follow(self, client: MetadataServiceClient<Channel>) {
+    async fn follow(self, client: MetadataClient) {
         let this = self;
         {
             loop {

@@ -22,7 +22,6 @@ use strata_agent::{Agent, AgentConfig};
 use strata_clock::Clock;
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::MetadataServiceImpl;
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -70,11 +69,12 @@ async fn start_node_configured(
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(strata_metadata::grpc_service(service))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            ),
     );
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
-        .unwrap()
-        .connect_lazy();
+    let metadata =
+        strata_agent::metadata_client::connect(&[format!("http://{grpc_addr}")], None).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let kafka = listener.local_addr().unwrap();
     let config = AgentConfig {
@@ -82,7 +82,7 @@ async fn start_node_configured(
         advertised_port: kafka.port(),
         ..config
     };
-    let agent = Agent::start(config, MetadataServiceClient::new(channel), bucket, clock);
+    let agent = Agent::start(config, metadata, bucket, clock);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(Arc::clone(&agent).serve(listener, async move {
         let _ = stopped.await;

@@ -63,12 +63,21 @@ pub struct MetadataArgs {
     /// postgres://user:password@host:5432/database.
     #[arg(long, env = "STRATA_STORE")]
     pub store: Option<String>,
+    /// On PostgreSQL: how long the leader's lease lasts without renewal. A standby takes
+    /// over within about this long (plus a fifth of it) after the leader dies.
+    #[arg(long, env = "STRATA_LEASE_TTL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// On PostgreSQL: the gRPC URL other processes reach this one at, which standbys name
+    /// to clients (default: http:// and the bound listen address).
+    #[arg(long, env = "STRATA_METADATA_ADVERTISED_URL")]
+    pub metadata_advertised_url: Option<String>,
 }
 
 /// Settings of `strata agent`.
 #[derive(Debug, Args)]
 pub struct AgentOnlyArgs {
-    /// URL of the metadata service.
+    /// URL of the metadata service; with several metadata processes, all their URLs,
+    /// comma-separated (the agent finds the leader among them).
     #[arg(long, env = "STRATA_METADATA", default_value = "http://127.0.0.1:9093")]
     pub metadata: String,
     #[command(flatten)]

@@ -8,17 +8,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use strata_agent::metadata_client::{connect, parse_addresses, MetadataClient};
 use strata_agent::{Agent, AgentConfig};
+use strata_metadata::leadership::{Leadership, LeaseConfig, LeaseStore};
 use strata_metadata::postgres::PostgresStore;
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::store::MetadataStore;
 use strata_metadata::MetadataServiceImpl;
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_storage::{Bucket, S3Options};
 use strata_telemetry::{serve_http, MeteredStore, ObjectStoreMetrics, Readiness, Registry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::{AgentArgs, AgentOnlyArgs, DevArgs, MetadataArgs};
 
@@ -48,7 +48,12 @@ async fn shutdown_signal() {
 /// Opens the metadata store a URL names: `sqlite:///path/to/metadata.db`, or
 /// `postgres://user:password@host:port/database` (also `postgresql://`), whose pending
 /// schema migrations are applied before it is returned.
-async fn open_store(url: &str) -> anyhow::Result<Arc<dyn MetadataStore>> {
+///
+/// A PostgreSQL store also holds the leader lease (several metadata processes may share
+/// it); SQLite has no lease (one process owns the file).
+async fn open_store(
+    url: &str,
+) -> anyhow::Result<(Arc<dyn MetadataStore>, Option<Arc<dyn LeaseStore>>)> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::connect(url).await.with_context(|| {
             format!(
@@ -56,7 +61,8 @@ async fn open_store(url: &str) -> anyhow::Result<Arc<dyn MetadataStore>> {
                 strata_metadata::postgres::redacted(url)
             )
         })?;
-        return Ok(Arc::new(store));
+        let store = Arc::new(store);
+        return Ok((store.clone(), Some(store)));
     }
     let Some(path) = url.strip_prefix("sqlite://") else {
         bail!(
@@ -67,14 +73,17 @@ async fn open_store(url: &str) -> anyhow::Result<Arc<dyn MetadataStore>> {
     };
     let store = SqliteStore::open(Path::new(path))
         .with_context(|| format!("cannot open metadata store {url}"))?;
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), None))
 }
 
 /// A running metadata gRPC server.
 struct MetadataServer {
     addr: SocketAddr,
+    leadership: Leadership,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The lease campaign (PostgreSQL), which releases the lease when stopped.
+    campaign: Option<tokio::task::JoinHandle<()>>,
 }
 
 async fn start_metadata(
@@ -87,8 +96,8 @@ async fn start_metadata(
         .clone()
         .or(default_store)
         .context("--store is required, e.g. --store sqlite:///var/lib/strata/metadata.db")?;
-    let store = open_store(&store_url).await?;
-    let service = MetadataServiceImpl::new(store, strata_clock::system());
+    let (store, lease) = open_store(&store_url).await?;
+    let mut service = MetadataServiceImpl::new(store, strata_clock::system());
     service.metrics().register(registry);
     let listener = TcpListener::bind(args.metadata_listen)
         .await
@@ -100,6 +109,26 @@ async fn start_metadata(
         })?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
+    let mut campaign = None;
+    if let Some(lease) = lease {
+        let config = LeaseConfig {
+            holder: uuid::Uuid::new_v4().to_string(),
+            address: args
+                .metadata_advertised_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
+            ttl: args.lease_ttl,
+        };
+        tracing::info!(address = %config.address, ttl = ?config.ttl, "campaigning for the metadata leader lease");
+        let mut stopping = stopped.clone();
+        let (leadership, task) =
+            Leadership::campaign(lease, config, service.metrics().clone(), async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            });
+        service = service.with_leadership(leadership);
+        campaign = Some(task);
+    }
+    let leadership = service.leadership().clone();
     // without TCP_NODELAY every small gRPC response waits out delayed ACKs (~40 ms)
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(
@@ -110,7 +139,13 @@ async fn start_metadata(
             }),
     );
     tracing::info!(%addr, store = %strata_metadata::postgres::redacted(&store_url), "metadata service listening");
-    Ok(MetadataServer { addr, stop, task })
+    Ok(MetadataServer {
+        addr,
+        leadership,
+        stop,
+        task,
+        campaign,
+    })
 }
 
 impl MetadataServer {
@@ -118,6 +153,10 @@ impl MetadataServer {
     /// watch streams included) before dropping them.
     async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        if let Some(campaign) = self.campaign.take() {
+            // releases the lease, so a standby takes over at its next check
+            let _ = campaign.await;
+        }
         match tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await {
             Ok(joined) => joined?.context("metadata server failed"),
             Err(_) => {
@@ -129,19 +168,14 @@ impl MetadataServer {
     }
 }
 
-fn metadata_client(url: &str) -> anyhow::Result<MetadataServiceClient<Channel>> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("invalid metadata URL {url:?}"))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .tcp_nodelay(true);
-    Ok(MetadataServiceClient::new(endpoint.connect_lazy())
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+fn metadata_client(addresses: &str) -> anyhow::Result<MetadataClient> {
+    let addresses = parse_addresses(addresses).context("invalid --metadata")?;
+    connect(&addresses, None).context("invalid --metadata")
 }
 
 async fn start_agent(
     args: &AgentArgs,
-    metadata: MetadataServiceClient<Channel>,
+    metadata: MetadataClient,
     default_bucket: Option<String>,
     registry: &mut Registry,
 ) -> anyhow::Result<(Arc<Agent>, TcpListener)> {
@@ -332,7 +366,14 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 pub async fn metadata(args: MetadataArgs, default_store: Option<String>) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let server = start_metadata(&args, default_store, &mut registry).await?;
-    let http = start_http(args.metadata_http_listen, registry, Arc::new(|| true)).await?;
+    // ready = serving: load balancers and health checks see only the leader as ready
+    let leadership = server.leadership.clone();
+    let http = start_http(
+        args.metadata_http_listen,
+        registry,
+        Arc::new(move || leadership.is_serving()),
+    )
+    .await?;
     println!("strata metadata ready: listen=http://{}", server.addr);
     shutdown_signal().await;
     http.stop().await;

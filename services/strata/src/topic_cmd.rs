@@ -4,16 +4,15 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use strata_agent::metadata_client::{call_leader, connect, parse_addresses};
 use strata_proto::metadata::v1 as pb;
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
-use tonic::transport::Channel;
 
 use crate::output::out;
 
 /// Topic administration.
 #[derive(Debug, Args)]
 pub struct TopicArgs {
-    /// URL of the metadata service.
+    /// URL of the metadata service, or the comma-separated URLs of all metadata processes.
     #[arg(
         long,
         env = "STRATA_METADATA",
@@ -82,11 +81,8 @@ fn explain(status: tonic::Status, metadata: &str) -> anyhow::Error {
 
 /// Runs a topic subcommand.
 pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(args.metadata.clone())
-        .with_context(|| format!("invalid metadata URL {:?}", args.metadata))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy();
-    let mut client = MetadataServiceClient::new(channel);
+    let addresses = parse_addresses(&args.metadata).context("invalid --metadata")?;
+    let client = connect(&addresses, None).context("invalid --metadata")?;
     let url = args.metadata.as_str();
     match args.action {
         TopicAction::Create {
@@ -100,13 +96,15 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 configs: parse_configs(&configs)?,
                 validate_only: false,
             };
-            let topic = client
-                .create_topic(request)
-                .await
-                .map_err(|s| explain(s, url))?
-                .into_inner()
-                .topic
-                .context("empty reply")?;
+            let topic = call_leader(&client, |mut c| {
+                let request = request.clone();
+                async move { c.create_topic(request).await }
+            })
+            .await
+            .map_err(|s| explain(s, url))?
+            .into_inner()
+            .topic
+            .context("empty reply")?;
             out!(
                 "created topic {} ({} partitions, id {})",
                 topic.name,
@@ -115,12 +113,13 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             );
         }
         TopicAction::List => {
-            let topics = client
-                .list_topics(pb::ListTopicsRequest {})
-                .await
-                .map_err(|s| explain(s, url))?
-                .into_inner()
-                .topics;
+            let topics = call_leader(&client, |mut c| async move {
+                c.list_topics(pb::ListTopicsRequest {}).await
+            })
+            .await
+            .map_err(|s| explain(s, url))?
+            .into_inner()
+            .topics;
             for topic in topics {
                 out!(
                     "{}\t{}\t{}",
@@ -134,13 +133,15 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             let request = pb::GetTopicRequest {
                 key: Some(pb::get_topic_request::Key::Name(name)),
             };
-            let topic = client
-                .get_topic(request)
-                .await
-                .map_err(|s| explain(s, url))?
-                .into_inner()
-                .topic
-                .context("empty reply")?;
+            let topic = call_leader(&client, |mut c| {
+                let request = request.clone();
+                async move { c.get_topic(request).await }
+            })
+            .await
+            .map_err(|s| explain(s, url))?
+            .into_inner()
+            .topic
+            .context("empty reply")?;
             out!(
                 "topic: {}\nid: {}\npartitions: {}\nconfigs:",
                 topic.name,
@@ -157,12 +158,15 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                     partition,
                 })
                 .collect();
-            let offsets = client
-                .get_partition_offsets(pb::GetPartitionOffsetsRequest { partitions: refs })
-                .await
-                .map_err(|s| explain(s, url))?
-                .into_inner()
-                .partitions;
+            let request = pb::GetPartitionOffsetsRequest { partitions: refs };
+            let offsets = call_leader(&client, |mut c| {
+                let request = request.clone();
+                async move { c.get_partition_offsets(request).await }
+            })
+            .await
+            .map_err(|s| explain(s, url))?
+            .into_inner()
+            .partitions;
             for p in offsets {
                 out!(
                     "partition {}: log_start={} high_watermark={}",
@@ -173,10 +177,13 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             }
         }
         TopicAction::Delete { name } => {
-            client
-                .delete_topic(pb::DeleteTopicRequest { name: name.clone() })
-                .await
-                .map_err(|s| explain(s, url))?;
+            let request = pb::DeleteTopicRequest { name: name.clone() };
+            call_leader(&client, |mut c| {
+                let request = request.clone();
+                async move { c.delete_topic(request).await }
+            })
+            .await
+            .map_err(|s| explain(s, url))?;
             out!("deleted topic {name}");
         }
     }
