@@ -11,7 +11,7 @@
 //! With one address it behaves exactly like a plain [`Channel`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -105,6 +105,9 @@ where
     }
 }
 
+/// Most addresses a channel learns from leaders' names beyond those it was given.
+const MAX_LEARNED: usize = 16;
+
 /// A channel to whichever of several metadata addresses leads (see the module docs).
 #[derive(Clone)]
 pub struct LeaderChannel {
@@ -112,14 +115,16 @@ pub struct LeaderChannel {
 }
 
 struct Shared {
-    endpoints: Vec<(String, Channel)>,
+    /// The given addresses, then those learned from standbys' answers.
+    endpoints: RwLock<Vec<(String, Channel)>>,
     current: AtomicUsize,
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for LeaderChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaderChannel")
-            .field("current", &self.shared.current_address())
+            .field("current", &self.current_address())
             .finish_non_exhaustive()
     }
 }
@@ -132,59 +137,64 @@ impl LeaderChannel {
         }
         let endpoints = addresses
             .iter()
-            .map(|address| {
-                let invalid = |reason: String| AddressError::Invalid {
-                    address: address.clone(),
-                    reason,
-                };
-                let mut endpoint = Endpoint::from_shared(address.clone())
-                    .map_err(|e| invalid(e.to_string()))?
-                    .connect_timeout(Duration::from_secs(5))
-                    .tcp_nodelay(true)
-                    // a paused or cut-off metadata process answers no pings: its connection
-                    // fails within seconds and the calls move on instead of hanging
-                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-                    .keep_alive_while_idle(true);
-                if let Some(timeout) = timeout {
-                    endpoint = endpoint.timeout(timeout);
-                }
-                Ok((normalize(address), endpoint.connect_lazy()))
-            })
+            .map(|address| Ok((normalize(address), channel_to(address, timeout)?)))
             .collect::<Result<_, AddressError>>()?;
         Ok(Self {
             shared: Arc::new(Shared {
-                endpoints,
+                endpoints: RwLock::new(endpoints),
                 current: AtomicUsize::new(0),
+                timeout,
             }),
         })
     }
 
-    /// How many addresses the channel knows.
-    pub fn addresses(&self) -> usize {
-        self.shared.endpoints.len()
-    }
-
     /// The address calls go to now.
-    pub fn current_address(&self) -> &str {
-        self.shared.current_address()
+    pub fn current_address(&self) -> String {
+        self.shared.current().0
     }
 }
 
+/// A lazily connecting channel to one metadata address.
+fn channel_to(address: &str, timeout: Option<Duration>) -> Result<Channel, AddressError> {
+    let mut endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|e| AddressError::Invalid {
+            address: address.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        // a paused or cut-off metadata process answers no pings: its connection fails
+        // within seconds and the calls move on instead of hanging
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true);
+    if let Some(timeout) = timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
+    Ok(endpoint.connect_lazy())
+}
+
 impl Shared {
-    fn current_address(&self) -> &str {
-        let index = self.current.load(Ordering::Relaxed) % self.endpoints.len();
-        &self.endpoints[index].0
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Channel)>> {
+        self.endpoints.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// After a failure at `failed`: move to the named leader if it is one of ours, else to
-    /// the next address. Only the first of several concurrent failures at the same address
-    /// moves the channel.
+    /// (address, channel, index) calls go to now.
+    fn current(&self) -> (String, Channel, usize) {
+        let endpoints = self.read();
+        let index = self.current.load(Ordering::Acquire) % endpoints.len();
+        let (address, channel) = &endpoints[index];
+        (address.clone(), channel.clone(), index)
+    }
+
+    /// After a failure at `failed`: move to the named leader (learning its address if it
+    /// is new, e.g. behind one DNS name for all metadata processes), else to the next
+    /// address. Only the first of several concurrent failures at the same address moves
+    /// the channel.
     fn move_on(&self, failed: usize, leader: Option<&str>) {
-        let named = leader
-            .map(normalize)
-            .and_then(|l| self.endpoints.iter().position(|(a, _)| *a == l));
-        let next = named.unwrap_or((failed + 1) % self.endpoints.len());
+        let named = leader.map(normalize).and_then(|leader| self.index_of(&leader));
+        let endpoints = self.read();
+        let next = named.unwrap_or((failed + 1) % endpoints.len());
         if next != failed
             && self
                 .current
@@ -192,11 +202,29 @@ impl Shared {
                 .is_ok()
         {
             tracing::info!(
-                from = %self.endpoints[failed].0,
-                to = %self.endpoints[next].0,
+                from = %endpoints[failed].0,
+                to = %endpoints[next].0,
                 "switching metadata address"
             );
         }
+    }
+
+    /// The index of `address`, added to the known addresses if it is new (and valid, and
+    /// there is room).
+    fn index_of(&self, address: &str) -> Option<usize> {
+        if let Some(index) = self.read().iter().position(|(a, _)| a == address) {
+            return Some(index);
+        }
+        let channel = channel_to(address, self.timeout).ok()?;
+        let mut endpoints = self.endpoints.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(index) = endpoints.iter().position(|(a, _)| a == address) {
+            return Some(index);
+        }
+        if endpoints.len() >= MAX_LEARNED {
+            return None;
+        }
+        endpoints.push((address.to_string(), channel));
+        Some(endpoints.len() - 1)
     }
 }
 
@@ -217,8 +245,7 @@ impl Service<http::Request<Body>> for LeaderChannel {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        let index = shared.current.load(Ordering::Acquire) % shared.endpoints.len();
-        let mut channel = shared.endpoints[index].1.clone();
+        let (_, mut channel, index) = shared.current();
         Box::pin(async move {
             let sent = async {
                 futures::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
@@ -253,19 +280,28 @@ mod tests {
         Arc::try_unwrap(channel.shared).ok().unwrap()
     }
 
+    fn current(s: &Shared) -> String {
+        s.current().0
+    }
+
     #[tokio::test]
     async fn moves_to_the_named_leader_or_else_the_next_address() {
         let s = shared(&["http://a:1", "http://b:2", "http://c:3"]);
         s.move_on(0, Some("http://C:3/"));
-        assert_eq!(s.current_address(), "http://c:3");
+        assert_eq!(current(&s), "http://c:3");
         s.move_on(2, None);
-        assert_eq!(s.current_address(), "http://a:1");
-        // a leader we do not know: next in turn
-        s.move_on(0, Some("http://elsewhere:9"));
-        assert_eq!(s.current_address(), "http://b:2");
+        assert_eq!(current(&s), "http://a:1");
         // a stale failure at an address we already left changes nothing
-        s.move_on(0, None);
-        assert_eq!(s.current_address(), "http://b:2");
+        s.move_on(2, None);
+        assert_eq!(current(&s), "http://a:1");
+        // a leader we were not given (all behind one DNS name): learned and used
+        s.move_on(0, Some("http://10.0.3.7:9093"));
+        assert_eq!(current(&s), "http://10.0.3.7:9093");
+        s.move_on(3, None);
+        assert_eq!(current(&s), "http://a:1");
+        // an invalid name is ignored: next in turn
+        s.move_on(0, Some("not a url"));
+        assert_eq!(current(&s), "http://b:2");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 # with user and password percent-encoded (a generated password may contain characters
 # that are special in URLs), unless STRATA_STORE is set already. Schema migrations run
 # when the metadata service starts.
+#
+# Several metadata tasks share the database: one holds the leader lease, the others stand
+# by and name the leader to agents by its advertised URL. Unless
+# STRATA_METADATA_ADVERTISED_URL is set, it is http://<task IP>:<gRPC port>, the task IP
+# read from the ECS task metadata endpoint (v4; needs curl).
 set -eu
 
 log() { echo "metadata-entrypoint: $*" >&2; }
@@ -30,5 +35,17 @@ if [ -z "${STRATA_STORE:-}" ]; then
     log "store=postgres://$DB_USERNAME:***@$DB_HOST:${DB_PORT:-5432}/$DB_NAME"
 fi
 unset DB_PASSWORD
+
+if [ -z "${STRATA_METADATA_ADVERTISED_URL:-}" ] && [ -n "${ECS_CONTAINER_METADATA_URI_V4:-}" ]; then
+    task_ip="$(curl --silent --show-error --fail --max-time 5 --retry 5 --retry-delay 1 \
+        --retry-connrefused "$ECS_CONTAINER_METADATA_URI_V4" |
+        jq -r '.Networks[0].IPv4Addresses[0] // empty')"
+    if [ -z "$task_ip" ]; then
+        log "cannot learn the task IP from the task metadata endpoint"
+        exit 1
+    fi
+    export STRATA_METADATA_ADVERTISED_URL="http://$task_ip:${STRATA_METADATA_LISTEN##*:}"
+    log "advertised url=$STRATA_METADATA_ADVERTISED_URL"
+fi
 
 exec strata metadata
