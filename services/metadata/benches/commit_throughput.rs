@@ -241,7 +241,6 @@ async fn commit(client: &MetadataServiceClient<Channel>, topic_id: &[u8]) {
                 offset_count: 1,
                 ..Default::default()
             }],
-            ..Default::default()
         })
         .collect();
     client
