@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::store::*;
 
+mod retention;
+pub use self::retention::*;
+
 fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
     TopicRecord {
         topic_id: [id; 16],
@@ -481,7 +484,13 @@ macro_rules! store_conformance_tests {
             timestamp_queries,
             committed_offsets,
             idempotent_producer_batches,
-            committed_objects_are_known
+            committed_objects_are_known,
+            log_start_moves_forward_within_bounds,
+            retention_by_time,
+            retention_by_bytes,
+            multi_partition_objects_stay_referenced_while_any_row_does,
+            deleted_topics_and_forgotten_objects,
+            objects_without_rows_can_be_marked
         );
     };
     (@each $make:expr; $($check:ident),*) => {

@@ -14,6 +14,7 @@ pub mod groups;
 pub mod metrics;
 pub mod postgres;
 pub mod producer_sequence;
+pub mod retention_rules;
 pub mod segment_pb;
 pub mod service;
 pub mod sqlite;

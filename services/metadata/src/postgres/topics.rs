@@ -2,6 +2,8 @@
 //!
 //! Deleting a topic locks its partition rows in partition order before removing them, the
 //! same order CommitSegment locks partitions in, so a deletion and a commit never deadlock.
+//! The objects its index rows named and no other row names become unreferenced in the same
+//! transaction (see [`super::retention`]).
 
 use std::collections::BTreeMap;
 
@@ -85,9 +87,11 @@ pub(super) async fn delete(mut client: Client, name: &str) -> Result<TopicId, Pg
         &[&id],
     )
     .await?;
+    let objects = super::retention::objects_of_topic(&tx, id).await?;
     execute(&tx, "DELETE FROM chunks WHERE topic_id = $1", &[&id]).await?;
     execute(&tx, "DELETE FROM partitions WHERE topic_id = $1", &[&id]).await?;
     execute(&tx, "DELETE FROM topics WHERE topic_id = $1", &[&id]).await?;
+    super::retention::mark_unreferenced(&tx, objects).await?;
     tx.commit().await?;
     Ok(topic.topic_id)
 }

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    ChunkRow, CommitOutcome, CommittedOffset, MetadataStore, PartitionId, PartitionOffsets,
-    ProducerRejection, SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
+    ChunkRow, CommitOutcome, CommittedOffset, LogStartOutcome, LogStartTarget, MetadataStore,
+    PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy, SegmentCommit, StoreError,
+    TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
 };
 
 const SCHEMA: &str = "
@@ -76,8 +77,9 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 const CHUNK_COLUMNS: &str =
     "object_key, byte_offset, byte_length, raw_offset, raw_length, base_offset, end_offset, max_timestamp";
 
-/// Version of [`SCHEMA`], kept in SQLite's `user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema ([`SCHEMA`], then each later version's additions), kept in
+/// SQLite's `user_version`.
+const SCHEMA_VERSION: i64 = 2;
 
 /// A [`MetadataStore`] in one SQLite database file.
 #[derive(Debug, Clone)]
@@ -119,14 +121,22 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .map_err(db)?;
-        if has_tables && version != SCHEMA_VERSION {
+        if has_tables && !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(StoreError::Database(format!(
                 "metadata database has schema version {version}, this build needs {SCHEMA_VERSION}"
             )));
         }
-        conn.execute_batch(SCHEMA).map_err(db)?;
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(db)?;
+        // one transaction: an interrupted upgrade leaves the old version behind, whole
+        let upgrade = if has_tables && version < 2 {
+            retention::UPGRADE_FROM_V1
+        } else {
+            ""
+        };
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA} {} {upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+            retention::SCHEMA_V2
+        ))
+        .map_err(db)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -147,6 +157,23 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(format!("store task failed: {e}")))?
+    }
+}
+
+impl SqliteStore {
+    /// Runs `f` in one transaction on the blocking pool; commits when it returns `Ok`.
+    async fn in_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
     }
 }
 
@@ -192,6 +219,7 @@ fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
 }
 
 mod commit;
+mod retention;
 
 fn offsets_of(tx: &Connection, p: &PartitionId) -> Result<Option<PartitionOffsets>, StoreError> {
     tx.prepare_cached(
@@ -264,12 +292,14 @@ impl MetadataStore for SqliteStore {
                 return Err(StoreError::TopicNotFound(format!("{name:?}")));
             };
             let id = &topic.topic_id[..];
+            let objects = retention::objects_of_topic(&tx, id)?;
             tx.execute("DELETE FROM chunks WHERE topic_id = ?1", [id])
                 .map_err(db)?;
             tx.execute("DELETE FROM partitions WHERE topic_id = ?1", [id])
                 .map_err(db)?;
             tx.execute("DELETE FROM topics WHERE topic_id = ?1", [id])
                 .map_err(db)?;
+            retention::mark_unreferenced(&tx, &objects)?;
             tx.commit().map_err(db)?;
             Ok(topic.topic_id)
         })
@@ -582,6 +612,51 @@ impl MetadataStore for SqliteStore {
         })
         .await
     }
+
+    async fn advance_log_start(
+        &self,
+        partition: PartitionId,
+        target: LogStartTarget,
+    ) -> Result<LogStartOutcome, StoreError> {
+        self.in_transaction(move |tx| retention::advance(tx, &partition, target))
+            .await
+    }
+
+    async fn apply_retention(
+        &self,
+        partition: PartitionId,
+        policy: RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<LogStartOutcome, StoreError> {
+        self.in_transaction(move |tx| retention::apply_retention(tx, &partition, policy, now_ms))
+            .await
+    }
+
+    async fn mark_unreferenced(&self, object_keys: Vec<String>) -> Result<(), StoreError> {
+        self.in_transaction(move |tx| retention::mark_unreferenced(tx, &object_keys))
+            .await
+    }
+
+    async fn unreferenced_objects(
+        &self,
+        now_ms: i64,
+        unreferenced_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<UnreferencedObject>, StoreError> {
+        self.in_transaction(move |tx| {
+            retention::unreferenced_objects(tx, now_ms, unreferenced_before_ms, limit)
+        })
+        .await
+    }
+
+    async fn forget_objects(
+        &self,
+        object_keys: Vec<String>,
+        committed_before_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.in_transaction(move |tx| retention::forget(tx, &object_keys, committed_before_ms))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -589,4 +664,42 @@ mod tests {
     crate::conformance::store_conformance_tests!(|| async {
         crate::sqlite::SqliteStore::in_memory().expect("in-memory sqlite")
     });
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A version 1 database is upgraded in place, and the objects that had already lost
+    /// their last index row (topics deleted by an older version) are found.
+    #[tokio::test]
+    async fn version_one_databases_are_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO segments VALUES ('old', 10, 0, '[]'), ('live', 10, 0, '[]');
+                 INSERT INTO chunks VALUES (x'01', 0, 0, 1, 'live', 0, 10, 0, 10, 0);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let listed = store.unreferenced_objects(7, 7, 10).await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|o| o.object_key.as_str())
+                .collect::<Vec<_>>(),
+            ["old"]
+        );
+        drop(store);
+        // opening again changes nothing
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.unreferenced_objects(8, 8, 10).await.unwrap(), listed);
+    }
 }
