@@ -23,6 +23,8 @@ pub struct MetadataMetrics {
     pub group_members: Gauge,
     /// Agents with a live lease.
     pub agents: Gauge,
+    /// Partition log starts moved by the retention enforcer.
+    pub retention_trims: Counter,
 }
 
 impl Default for MetadataMetrics {
@@ -35,6 +37,7 @@ impl Default for MetadataMetrics {
             groups: Gauge::default(),
             group_members: Gauge::default(),
             agents: Gauge::default(),
+            retention_trims: Counter::default(),
         }
     }
 }
@@ -70,5 +73,10 @@ impl MetadataMetrics {
             self.group_members.clone(),
         );
         r.register("agents", "Agents with a live lease", self.agents.clone());
+        r.register(
+            "retention_trims",
+            "Partition log starts moved by retention.ms or retention.bytes",
+            self.retention_trims.clone(),
+        );
     }
 }

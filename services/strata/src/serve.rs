@@ -75,6 +75,7 @@ struct MetadataServer {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 async fn start_metadata(
@@ -100,6 +101,7 @@ async fn start_metadata(
         })?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
+    let retention = start_retention(&service, args.retention_check_interval, &stop);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let task = tokio::spawn(
         tonic::transport::Server::builder()
@@ -109,7 +111,29 @@ async fn start_metadata(
             }),
     );
     tracing::info!(%addr, store = %strata_metadata::postgres::redacted(&store_url), "metadata service listening");
-    Ok(MetadataServer { addr, stop, task })
+    Ok(MetadataServer {
+        addr,
+        stop,
+        task,
+        retention,
+    })
+}
+
+/// Starts the retention enforcer, unless `interval` is zero; it ends when `stop` says so.
+fn start_retention(
+    service: &MetadataServiceImpl,
+    interval: std::time::Duration,
+    stop: &watch::Sender<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if interval.is_zero() {
+        tracing::info!("retention disabled (--retention-check-interval 0s)");
+        return None;
+    }
+    let mut stopped = stop.subscribe();
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    Some(service.retention_enforcer().spawn(interval, shutdown))
 }
 
 impl MetadataServer {
@@ -117,6 +141,15 @@ impl MetadataServer {
     /// watch streams included) before dropping them.
     async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        if let Some(mut retention) = self.retention.take() {
+            if tokio::time::timeout(STOP_TIMEOUT, &mut retention)
+                .await
+                .is_err()
+            {
+                tracing::warn!("retention pass still running after the stop timeout; dropping it");
+                retention.abort();
+            }
+        }
         match tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await {
             Ok(joined) => joined?.context("metadata server failed"),
             Err(_) => {
@@ -205,6 +238,7 @@ async fn start_agent(
         heartbeat_interval: args.heartbeat_interval,
         gc_interval: args.gc_interval,
         orphan_grace: args.orphan_grace,
+        unreferenced_grace: args.unreferenced_grace,
         agent_lease: args.agent_lease.max(args.heartbeat_interval),
         ..AgentConfig::default()
     };

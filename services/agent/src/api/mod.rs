@@ -7,6 +7,7 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
@@ -40,6 +41,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
@@ -236,6 +238,12 @@ async fn route(agent: Arc<Agent>, call: Call, mut frame: Bytes) -> Result<Outcom
                 call,
                 async move { delete_topics::handle(&agent, request).await },
             )
+        }
+        ApiKey::DeleteRecords => {
+            let request = decode(&mut frame, &call)?;
+            spawn_reply(call, async move {
+                delete_records::handle(&agent, request).await
+            })
         }
         ApiKey::DescribeConfigs => {
             let request = decode(&mut frame, &call)?;
