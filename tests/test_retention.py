@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from support import (BASE_TIMESTAMP_MS, Rec, check_consumed, confluent_admin, confluent_consumer,
                      confluent_producer, consume_confluent, create_topic, produce_confluent,
@@ -189,7 +190,7 @@ def test_byte_retention_keeps_the_newest_records_within_the_limit(strata_factory
 def test_deleting_a_topic_deletes_its_objects(strata_factory):
     strata = strata_factory(*RETENTION_ARGS)
     topic = "short-lived"
-    create_topic(strata.bootstrap, topic, 2)
+    create_topic(strata.bootstrap, topic, 2, config={"retention.ms": "-1"})
     _, objects = produce_new_objects(strata, topic, records(50), partition=None)
     assert objects
     admin = confluent_admin(strata.bootstrap)
@@ -202,7 +203,7 @@ def test_an_object_shared_by_partitions_stays_until_no_partition_reads_it(strata
     # a long flush interval puts both partitions' records into one segment object
     strata = strata_factory(*RETENTION_ARGS, "--flush-interval", "2s")
     topic = "shared-object"
-    create_topic(strata.bootstrap, topic, 2)
+    create_topic(strata.bootstrap, topic, 2, config={"retention.ms": "-1"})
     create_topic(strata.bootstrap, "witness", 1, config={"retention.ms": "-1"})
     before = segment_files(strata)
     producer = confluent_producer(strata.bootstrap, **{"linger.ms": 20})
@@ -228,3 +229,40 @@ def test_an_object_shared_by_partitions_stays_until_no_partition_reads_it(strata
     assert delete_records(strata.bootstrap, topic, 1, OFFSET_END) == 5
     wait_until(lambda: shared not in segment_files(strata), timeout=TIMEOUT_S,
                what="the shared object deleted once no partition reads it")
+
+
+def topic_config(admin, topic: str, name: str) -> ConfigEntry:
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return admin.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)[name]
+
+
+def alter_config(admin, topic: str, name: str, value: str | None,
+                 operation: AlterConfigOpType) -> None:
+    entry = ConfigEntry(name, value, incremental_operation=operation)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=TIMEOUT_S)
+
+
+def test_retention_changed_on_a_live_topic_applies_at_the_next_check(strata_factory):
+    strata = strata_factory(*RETENTION_ARGS)
+    topic = "kept-then-trimmed"
+    create_topic(strata.bootstrap, topic, 1, config={"retention.ms": "-1"})
+    produce_confluent(strata.bootstrap, topic, records(10), partition=0)
+    admin = confluent_admin(strata.bootstrap)
+    assert topic_config(admin, topic, "retention.ms").value == "-1"
+
+    alter_config(admin, topic, "retention.ms", "60000", AlterConfigOpType.SET)
+    entry = topic_config(admin, topic, "retention.ms")
+    assert (entry.value, entry.is_default) == ("60000", False)
+    wait_until(lambda: watermarks(strata.bootstrap, topic) == (10, 10), timeout=TIMEOUT_S,
+               what="the old records dropped under the new retention.ms")
+
+    alter_config(admin, topic, "retention.ms", None, AlterConfigOpType.DELETE)
+    entry = topic_config(admin, topic, "retention.ms")
+    assert (entry.value, entry.is_default) == ("604800000", True)
+    with pytest.raises(KafkaException) as failure:
+        alter_config(admin, topic, "retention.ms", "soon", AlterConfigOpType.SET)
+    assert failure.value.args[0].name() == "INVALID_CONFIG"
+    with pytest.raises(KafkaException) as failure:
+        alter_config(admin, "no-such-topic", "retention.ms", "1", AlterConfigOpType.SET)
+    assert failure.value.args[0].name() == "UNKNOWN_TOPIC_OR_PART"

@@ -21,6 +21,7 @@ pub mod segment_pb;
 pub mod service;
 pub mod sqlite;
 pub mod store;
+mod topic_configs;
 pub mod topic_rules;
 
 #[cfg(test)]

@@ -145,7 +145,8 @@ fn partition_id(topic: &[u8], partition: i32) -> Result<PartitionId, Status> {
     })
 }
 
-fn topic_to_pb(topic: TopicRecord) -> pb::Topic {
+/// A topic with every known config's effective value, as the API returns it.
+pub(crate) fn topic_to_pb(topic: TopicRecord) -> pb::Topic {
     pb::Topic {
         topic_id: topic.topic_id.to_vec(),
         name: topic.name,
@@ -531,6 +532,15 @@ impl MetadataService for MetadataServiceImpl {
             }
             Err(error) => Err(Status::already_exists(error.to_string())),
         }
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        request: Request<pb::AlterTopicConfigsRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigsResponse>, Status> {
+        let response =
+            crate::topic_configs::alter(self.store.as_ref(), request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 
     async fn delete_records(

@@ -299,6 +299,15 @@ pub struct UnreferencedObject {
     pub committed_at_ms: i64,
 }
 
+/// A change to one topic config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// The config's name.
+    pub name: String,
+    /// The new value; `None` returns the config to its default.
+    pub value: Option<String>,
+}
+
 /// The durable home of topics, offsets and the segment index.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
@@ -414,4 +423,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         object_keys: Vec<String>,
         committed_before_ms: i64,
     ) -> Result<Vec<String>, StoreError>;
+    /// Applies `changes` to a topic's explicitly set configs, in order and in one
+    /// transaction, and returns the topic after. The values are not checked here (see
+    /// [`crate::topic_rules::validate_configs`]). `TopicNotFound` when it does not exist.
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<TopicRecord, StoreError>;
 }

@@ -13,6 +13,7 @@ mod describe_configs;
 mod fetch;
 mod find_coordinator;
 mod group_relay;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -43,6 +44,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -249,6 +251,12 @@ async fn route(agent: Arc<Agent>, call: Call, mut frame: Bytes) -> Result<Outcom
             let request = decode(&mut frame, &call)?;
             spawn_reply(call, async move {
                 describe_configs::handle(&agent, request).await
+            })
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let request = decode(&mut frame, &call)?;
+            spawn_reply(call, async move {
+                incremental_alter_configs::handle(&agent, request).await
             })
         }
         ApiKey::ListOffsets => {

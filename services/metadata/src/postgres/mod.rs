@@ -69,9 +69,9 @@ pub use self::migrate::SCHEMA_VERSION;
 pub use self::tls::ServerVerification;
 pub use self::url::{redacted, PostgresUrl, DEFAULT_POOL_SIZE};
 use crate::store::{
-    ChunkRow, CommitOutcome, CommittedOffset, LogStartOutcome, LogStartTarget, MetadataStore,
-    PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy, SegmentCommit, StoreError,
-    TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
+    ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome, LogStartTarget,
+    MetadataStore, PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy,
+    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
 };
 
 /// Attempts of a transaction that PostgreSQL aborted as a serialization failure or deadlock.
@@ -357,6 +357,16 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Vec<String>, StoreError> {
         let keys = &object_keys;
         self.write(|client| retention::forget(client, keys, committed_before_ms))
+            .await
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<TopicRecord, StoreError> {
+        let changes = &changes;
+        self.write(|client| topics::alter_configs(client, name, changes))
             .await
     }
 }

@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 
 use super::error::PgError;
 use super::{begin_write, execute, query};
-use crate::store::{StoreError, TopicId, TopicRecord};
+use crate::store::{ConfigChange, StoreError, TopicId, TopicRecord};
 
 const TOPIC_COLUMNS: &str = "topic_id, name, partition_count, configs, created_at_ms";
 
@@ -130,4 +130,29 @@ pub(super) async fn by_id(
         .first()
         .map(to_topic)
         .transpose()
+}
+
+/// Applies config changes to a topic, its row locked; returns the topic after.
+pub(super) async fn alter_configs(
+    mut client: Client,
+    name: &str,
+    changes: &[ConfigChange],
+) -> Result<TopicRecord, PgError> {
+    let tx = begin_write(&mut client).await?;
+    let sql = format!("SELECT {TOPIC_COLUMNS} FROM topics WHERE name = $1 FOR UPDATE");
+    let Some(row) = query(&tx, &sql, &[&name]).await?.into_iter().next() else {
+        return Err(StoreError::TopicNotFound(format!("{name:?}")).into());
+    };
+    let mut topic = to_topic(&row)?;
+    crate::topic_rules::apply_changes(&mut topic.configs, changes);
+    let configs = serde_json::to_string(&topic.configs)
+        .map_err(|e| StoreError::InvalidConfig(e.to_string()))?;
+    execute(
+        &tx,
+        "UPDATE topics SET configs = $2 WHERE topic_id = $1",
+        &[&&topic.topic_id[..], &configs],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(topic)
 }

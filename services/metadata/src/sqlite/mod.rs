@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    ChunkRow, CommitOutcome, CommittedOffset, LogStartOutcome, LogStartTarget, MetadataStore,
-    PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy, SegmentCommit, StoreError,
-    TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
+    ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome, LogStartTarget,
+    MetadataStore, PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy,
+    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
 };
 
 const SCHEMA: &str = "
@@ -219,6 +219,7 @@ fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
 }
 
 mod commit;
+mod configs;
 mod retention;
 
 fn offsets_of(tx: &Connection, p: &PartitionId) -> Result<Option<PartitionOffsets>, StoreError> {
@@ -655,6 +656,16 @@ impl MetadataStore for SqliteStore {
         committed_before_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         self.in_transaction(move |tx| retention::forget(tx, &object_keys, committed_before_ms))
+            .await
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<TopicRecord, StoreError> {
+        let name = name.to_string();
+        self.in_transaction(move |tx| configs::alter(tx, &name, &changes))
             .await
     }
 }
