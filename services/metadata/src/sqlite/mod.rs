@@ -160,23 +160,6 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Runs `f` in one transaction on the blocking pool; commits when it returns `Ok`.
-    async fn in_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(db)?;
-            Ok(out)
-        })
-        .await
-    }
-}
-
 fn topic_from_row(
     row: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<(Vec<u8>, String, i32, String, i64)> {
@@ -675,42 +658,4 @@ mod tests {
     crate::conformance::store_conformance_tests!(|| async {
         crate::sqlite::SqliteStore::in_memory().expect("in-memory sqlite")
     });
-}
-
-#[cfg(test)]
-mod upgrade_tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    /// A version 1 database is upgraded in place, and the objects that had already lost
-    /// their last index row (topics deleted by an older version) are found.
-    #[tokio::test]
-    async fn version_one_databases_are_upgraded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("metadata.db");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(SCHEMA).unwrap();
-            conn.execute_batch(
-                "PRAGMA user_version = 1;
-                 INSERT INTO segments VALUES ('old', 10, 0, '[]'), ('live', 10, 0, '[]');
-                 INSERT INTO chunks VALUES (x'01', 0, 0, 1, 'live', 0, 10, 0, 10, 0);",
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        let listed = store.unreferenced_objects(7, 7, 10).await.unwrap();
-        assert_eq!(
-            listed
-                .iter()
-                .map(|o| o.object_key.as_str())
-                .collect::<Vec<_>>(),
-            ["old"]
-        );
-        drop(store);
-        // opening again changes nothing
-        let again = SqliteStore::open(&path).unwrap();
-        assert_eq!(again.unreferenced_objects(8, 8, 10).await.unwrap(), listed);
-    }
 }

@@ -11,7 +11,7 @@
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::{db, offsets_of};
+use super::{db, offsets_of, SqliteStore};
 use crate::retention_rules::{
     decide_target, retention_cut, row_time, RetentionRow, TargetDecision, MAX_ROWS_PER_PASS,
 };
@@ -247,4 +247,61 @@ pub(super) fn forget(
         forgotten.push(key.clone());
     }
     Ok(forgotten)
+}
+
+impl SqliteStore {
+    /// Runs `f` in one transaction on the blocking pool; commits when it returns `Ok`.
+    pub(super) async fn in_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(db)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::{SqliteStore, SCHEMA};
+    use crate::store::MetadataStore;
+    use rusqlite::Connection;
+
+    /// A version 1 database is upgraded in place, and the objects that had already lost
+    /// their last index row (topics deleted by an older version) are found.
+    #[tokio::test]
+    async fn version_one_databases_are_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO segments VALUES ('old', 10, 0, '[]'), ('live', 10, 0, '[]');
+                 INSERT INTO chunks VALUES (x'01', 0, 0, 1, 'live', 0, 10, 0, 10, 0);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let listed = store.unreferenced_objects(7, 7, 10).await.unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|o| o.object_key.as_str())
+                .collect::<Vec<_>>(),
+            ["old"]
+        );
+        drop(store);
+        // opening again changes nothing
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.unreferenced_objects(8, 8, 10).await.unwrap(), listed);
+    }
 }
