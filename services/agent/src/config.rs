@@ -45,10 +45,13 @@ pub struct AgentConfig {
     pub availability_zone: Option<String>,
     /// How often the agent renews its registration with the metadata service.
     pub heartbeat_interval: Duration,
-    /// How often the orphan collector runs; zero disables it.
+    /// How often the orphan and unreferenced-object collectors run; zero disables both.
     pub gc_interval: Duration,
     /// How old an uncommitted segment object must be before the collector deletes it.
     pub orphan_grace: Duration,
+    /// How long a segment object must have been unreferenced by the index before the
+    /// collector deletes it: longer than any fetch that may still be reading it.
+    pub unreferenced_grace: Duration,
     /// How long a registration lasts without renewal: an agent that stops heartbeating
     /// drops out of Metadata responses after this long.
     pub agent_lease: Duration,
@@ -78,6 +81,7 @@ impl Default for AgentConfig {
             agent_lease: Duration::from_secs(5),
             gc_interval: Duration::from_secs(5 * 60),
             orphan_grace: Duration::from_secs(15 * 60),
+            unreferenced_grace: Duration::from_secs(10 * 60),
         }
     }
 }

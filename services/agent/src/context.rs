@@ -149,6 +149,12 @@ impl Agent {
                 grace,
                 self.background.clone(),
             );
+            crate::unreferenced::spawn_collector(
+                Arc::clone(&self),
+                self.config.gc_interval,
+                self.config.unreferenced_grace,
+                self.background.clone(),
+            );
         }
         let stop = self.stopping.clone();
         let tracker = TaskTracker::new();

@@ -18,6 +18,7 @@ pub mod orphans;
 pub mod read;
 pub mod server;
 pub mod topics;
+pub mod unreferenced;
 pub mod watermarks;
 
 mod context;

@@ -192,7 +192,9 @@ impl Shared {
     /// address. Only the first of several concurrent failures at the same address moves
     /// the channel.
     fn move_on(&self, failed: usize, leader: Option<&str>) {
-        let named = leader.map(normalize).and_then(|leader| self.index_of(&leader));
+        let named = leader
+            .map(normalize)
+            .and_then(|leader| self.index_of(&leader));
         let endpoints = self.read();
         let next = named.unwrap_or((failed + 1) % endpoints.len());
         if next != failed

@@ -64,6 +64,8 @@ pub struct AgentMetrics {
     pub cache_misses: Counter,
     /// Uncommitted segment objects deleted by the orphan collector.
     pub orphans_deleted: Counter,
+    /// Unreferenced segment objects deleted (retention, DeleteRecords, deleted topics).
+    pub unreferenced_deleted: Counter,
 }
 
 impl Default for AgentMetrics {
@@ -86,6 +88,7 @@ impl Default for AgentMetrics {
             cache_requests: Counter::default(),
             cache_misses: Counter::default(),
             orphans_deleted: Counter::default(),
+            unreferenced_deleted: Counter::default(),
         }
     }
 }
@@ -174,6 +177,11 @@ impl AgentMetrics {
             "orphans_deleted",
             "Uncommitted segment objects deleted after their grace period",
             self.orphans_deleted.clone(),
+        );
+        r.register(
+            "unreferenced_deleted",
+            "Segment objects no index row referenced any more, deleted after their grace period",
+            self.unreferenced_deleted.clone(),
         );
     }
 

@@ -81,7 +81,12 @@ pub async fn collect_once(agent: &Agent, grace: Duration) -> Result<Collected, C
             if committed {
                 continue;
             }
-            bucket.store.delete(path).await?;
+            match bucket.store.delete(path).await {
+                Ok(()) => {}
+                // deleted meanwhile, e.g. by the unreferenced-object collector
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
             tracing::info!(object = %key, "deleted orphan segment");
             done.deleted += 1;
         }

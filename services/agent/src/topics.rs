@@ -195,6 +195,36 @@ impl TopicCache {
         Ok(id)
     }
 
+    /// Changes a topic's configs (or, with `validate_only`, only checks the changes);
+    /// the error carries the metadata service's message.
+    pub async fn alter_configs(
+        &self,
+        name: &str,
+        changes: Vec<pb::TopicConfigChange>,
+        validate_only: bool,
+    ) -> Result<(), (ResponseError, String)> {
+        let request = pb::AlterTopicConfigsRequest {
+            name: name.to_string(),
+            changes,
+            validate_only,
+        };
+        let response = self
+            .client
+            .clone()
+            .alter_topic_configs(request)
+            .await
+            .map_err(|s| (kafka_error_of(&s), s.message().to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        match response.into_inner().topic.map(Topic::from_pb) {
+            Some(Ok(topic)) => self.remember(&Arc::new(topic)).await,
+            // the change is stored; the cache catches up within its TTL
+            _ => self.by_name.invalidate(name).await,
+        }
+        Ok(())
+    }
+
     /// Every topic.
     pub async fn list(&self) -> Result<Vec<Arc<Topic>>, ResponseError> {
         let response = self

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::store::*;
 
+mod retention;
+pub use self::retention::*;
+
 fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
     TopicRecord {
         topic_id: [id; 16],
@@ -323,6 +326,42 @@ pub async fn topic_lifecycle(store: impl MetadataStore) {
     assert_eq!(store.partition_offsets(&[p]).await.unwrap(), vec![None]);
 }
 
+/// Config changes set and reset configs of one topic and leave the others alone.
+pub async fn topic_configs_change(store: impl MetadataStore) {
+    store.create_topic(topic("t", 1, 1)).await.unwrap();
+    store.create_topic(topic("u", 2, 1)).await.unwrap();
+    let change = |name: &str, value: Option<&str>| ConfigChange {
+        name: name.to_string(),
+        value: value.map(str::to_string),
+    };
+    let altered = store
+        .alter_topic_configs(
+            "t",
+            vec![
+                change("retention.bytes", Some("1000")),
+                change("retention.ms", None),
+                change("segment.ms", Some("1")),
+                change("segment.ms", Some("2")),
+            ],
+        )
+        .await
+        .unwrap();
+    let expected = BTreeMap::from([
+        ("retention.bytes".to_string(), "1000".to_string()),
+        ("segment.ms".to_string(), "2".to_string()),
+    ]);
+    assert_eq!(altered.configs, expected);
+    let stored = store.topic_by_name("t").await.unwrap().unwrap();
+    assert_eq!(stored.configs, expected);
+    assert_eq!(stored.partition_count, 1);
+    let untouched = store.topic_by_name("u").await.unwrap().unwrap();
+    assert_eq!(untouched.configs, topic("u", 2, 1).configs);
+    assert!(matches!(
+        store.alter_topic_configs("nope", Vec::new()).await,
+        Err(StoreError::TopicNotFound(_))
+    ));
+}
+
 /// Offsets are dense per partition across segments, and each partition counts on its own.
 pub async fn commits_assign_dense_offsets(store: impl MetadataStore) {
     let t = store.create_topic(topic("t", 1, 2)).await.unwrap().topic_id;
@@ -557,7 +596,14 @@ macro_rules! store_conformance_tests {
             committed_offsets,
             idempotent_producer_batches,
             committed_objects_are_known,
-            group_commit_applies_segments_in_order
+            group_commit_applies_segments_in_order,
+            log_start_moves_forward_within_bounds,
+            retention_by_time,
+            retention_by_bytes,
+            multi_partition_objects_stay_referenced_while_any_row_does,
+            deleted_topics_and_forgotten_objects,
+            objects_without_rows_can_be_marked,
+            topic_configs_change
         );
     };
     (@each $make:expr; $($check:ident),*) => {

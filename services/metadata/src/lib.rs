@@ -14,12 +14,16 @@ pub mod group_commit;
 pub mod groups;
 pub mod leadership;
 pub mod metrics;
+mod objects;
 pub mod postgres;
 pub mod producer_sequence;
+pub mod retention;
+pub mod retention_rules;
 pub mod segment_pb;
 pub mod service;
 pub mod sqlite;
 pub mod store;
+mod topic_configs;
 pub mod topic_rules;
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub struct MetadataMetrics {
     pub leader: Gauge,
     /// The lease epoch this process last held as leader.
     pub leader_epoch: Gauge,
+    /// Partition log starts moved by the retention enforcer.
+    pub retention_trims: Counter,
 }
 
 impl Default for MetadataMetrics {
@@ -46,6 +48,7 @@ impl Default for MetadataMetrics {
             agents: Gauge::default(),
             leader: Gauge::default(),
             leader_epoch: Gauge::default(),
+            retention_trims: Counter::default(),
         }
     }
 }
@@ -95,6 +98,11 @@ impl MetadataMetrics {
             "leader_epoch",
             "Lease epoch this process last held as leader",
             self.leader_epoch.clone(),
+        );
+        r.register(
+            "retention_trims",
+            "Partition log starts moved by retention.ms or retention.bytes",
+            self.retention_trims.clone(),
         );
     }
 }

@@ -107,6 +107,36 @@ impl MetadataServiceImpl {
     }
 }
 
+impl MetadataServiceImpl {
+    /// A retention enforcer over this service's store, publishing the log starts it moves
+    /// to this service's high-watermark watchers; start it with
+    /// [`crate::retention::RetentionEnforcer::spawn`].
+    pub fn retention_enforcer(&self) -> crate::retention::RetentionEnforcer {
+        crate::retention::RetentionEnforcer::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+            self.watermarks.clone(),
+            self.metrics.clone(),
+        )
+        .while_serving(self.leadership.clone())
+    }
+
+    /// Records the object of a commit that stored no index row as unreferenced, so the
+    /// collectors delete it; a failure only delays that and is logged.
+    async fn collect_if_empty(&self, object_key: &str, outcome: &crate::store::CommitOutcome) {
+        if !crate::objects::appended_nothing(outcome) {
+            return;
+        }
+        if let Err(error) = self
+            .store
+            .mark_unreferenced(vec![object_key.to_string()])
+            .await
+        {
+            tracing::warn!(object = %object_key, %error, "cannot record an empty commit's object as unreferenced");
+        }
+    }
+}
+
 /// Maps a store error to the gRPC status callers see; exhaustive on purpose.
 ///
 /// Invalid-argument errors also name their kind under [`ERROR_KIND_HEADER`] so the Kafka
@@ -148,7 +178,8 @@ fn partition_id(topic: &[u8], partition: i32) -> Result<PartitionId, Status> {
     })
 }
 
-fn topic_to_pb(topic: TopicRecord) -> pb::Topic {
+/// A topic with every known config's effective value, as the API returns it.
+pub(crate) fn topic_to_pb(topic: TopicRecord) -> pb::Topic {
     pb::Topic {
         topic_id: topic.topic_id.to_vec(),
         name: topic.name,
@@ -178,7 +209,12 @@ fn chunk_to_pb(row: ChunkRow) -> pb::IndexedChunk {
     }
 }
 
-fn offsets_to_pb(p: PartitionId, offsets: Option<PartitionOffsets>) -> pb::PartitionOffsets {
+/// A partition's offsets as the high-watermark stream and GetPartitionOffsets carry them;
+/// `None` is reported as UNKNOWN_TOPIC_OR_PARTITION with offsets -1.
+pub(crate) fn offsets_to_pb(
+    p: PartitionId,
+    offsets: Option<PartitionOffsets>,
+) -> pb::PartitionOffsets {
     let (error, offsets) = match offsets {
         Some(o) => (pb::PartitionError::None, o),
         None => (
@@ -344,6 +380,7 @@ impl MetadataService for MetadataServiceImpl {
         } else {
             self.metrics.commits.inc();
         }
+        self.collect_if_empty(&commit.object_key, &outcome).await;
         let mut results = Vec::with_capacity(outcome.chunks.len());
         let mut changed = Vec::new();
         for (chunk, result) in commit.chunks.iter().zip(&outcome.chunks) {
@@ -528,6 +565,54 @@ impl MetadataService for MetadataServiceImpl {
             }
             Err(error) => Err(Status::already_exists(error.to_string())),
         }
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        request: Request<pb::AlterTopicConfigsRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigsResponse>, Status> {
+        let response =
+            crate::topic_configs::alter(self.store.as_ref(), request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn delete_records(
+        &self,
+        request: Request<pb::DeleteRecordsRequest>,
+    ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
+        let response = crate::retention::delete_records(
+            self.store.as_ref(),
+            &self.watermarks,
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn list_unreferenced_objects(
+        &self,
+        request: Request<pb::ListUnreferencedObjectsRequest>,
+    ) -> Result<Response<pb::ListUnreferencedObjectsResponse>, Status> {
+        let response = crate::objects::list(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn forget_objects(
+        &self,
+        request: Request<pb::ForgetObjectsRequest>,
+    ) -> Result<Response<pb::ForgetObjectsResponse>, Status> {
+        let response = crate::objects::forget(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(response))
     }
 
     type WatchHighWatermarksStream = WatchStream;

@@ -7,6 +7,12 @@
 //!   offset count, in the same transaction that records the index row.
 //! - [`MetadataStore::commit_segment`] is idempotent by object key: once a key is committed,
 //!   later calls return the stored offsets and change nothing.
+//! - The log start offset only moves forward and never past the high watermark. Index rows
+//!   wholly below it are removed in the transaction that moves it; a row holding the log
+//!   start itself stays (Kafka also drops only whole segments).
+//! - An object is listed as unreferenced only once no index row names it. Rows are only
+//!   ever added by the commit of their own object, so an unreferenced object stays so;
+//!   deleting it from the bucket can never lose a record at or above a log start.
 
 use std::collections::BTreeMap;
 
@@ -246,12 +252,73 @@ pub struct CommittedOffset {
     pub commit_time_ms: i64,
 }
 
+/// Where a partition's log start offset should move to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStartTarget {
+    /// This offset (Kafka's DeleteRecords offset); negative offsets are out of range.
+    Offset(i64),
+    /// The partition's high watermark at the time of the move (DeleteRecords offset -1).
+    HighWatermark,
+}
+
+/// What a request to move a partition's log start did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStartOutcome {
+    /// The log start is now `offsets.log_start_offset`; it equals `previous` when the
+    /// target was at or below the log start already (nothing changed then).
+    Moved {
+        /// The partition's offsets after the call.
+        offsets: PartitionOffsets,
+        /// The log start before the call.
+        previous: i64,
+    },
+    /// The target is negative or above the high watermark; nothing changed.
+    OutOfRange {
+        /// The partition's unchanged offsets.
+        offsets: PartitionOffsets,
+    },
+    /// The partition does not exist.
+    UnknownPartition,
+}
+
+/// A topic's retention limits, from its `retention.ms` and `retention.bytes` configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionPolicy {
+    /// Index rows whose newest record is older than this many milliseconds are dropped;
+    /// `None` keeps them forever.
+    pub max_age_ms: Option<i64>,
+    /// Oldest index rows are dropped until the partition holds at most this many bytes
+    /// (of record batches, as produced); `None` keeps them forever.
+    pub max_bytes: Option<i64>,
+}
+
+/// A segment object no index row references any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreferencedObject {
+    /// Object key, relative to the bucket prefix.
+    pub object_key: String,
+    /// When the store first listed it as unreferenced (the grace period counts from here).
+    pub unreferenced_since_ms: i64,
+    /// When the object was committed.
+    pub committed_at_ms: i64,
+}
+
+/// A change to one topic config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// The config's name.
+    pub name: String,
+    /// The new value; `None` returns the config to its default.
+    pub value: Option<String>,
+}
+
 /// The durable home of topics, offsets and the segment index.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Creates a topic with all partitions empty; fails if the name is taken.
     async fn create_topic(&self, topic: TopicRecord) -> Result<TopicRecord, StoreError>;
-    /// Deletes a topic by name with its partitions and index rows; returns its id.
+    /// Deletes a topic by name with its partitions and index rows; returns its id. Objects
+    /// left with no index row become unreferenced (see [`MetadataStore::unreferenced_objects`]).
     async fn delete_topic(&self, name: &str) -> Result<TopicId, StoreError>;
     /// All topics, ordered by name.
     async fn list_topics(&self) -> Result<Vec<TopicRecord>, StoreError>;
@@ -334,4 +401,56 @@ pub trait MetadataStore: Send + Sync + 'static {
         partition: PartitionId,
         query: TimestampQuery,
     ) -> Result<Option<(PartitionOffsets, Option<ChunkRow>)>, StoreError>;
+
+    /// Moves a partition's log start offset forward to `target` (Kafka's DeleteRecords),
+    /// removing the index rows wholly below it, in one transaction. A target at or below
+    /// the log start changes nothing; one above the high watermark (or negative) is
+    /// refused. Objects left with no index row become unreferenced.
+    async fn advance_log_start(
+        &self,
+        partition: PartitionId,
+        target: LogStartTarget,
+    ) -> Result<LogStartOutcome, StoreError>;
+    /// Applies `policy` to a partition: moves its log start past the oldest whole index
+    /// rows that break it (see [`crate::retention_rules::retention_cut`]), at most
+    /// [`crate::retention_rules::MAX_ROWS_PER_PASS`] rows per call, in one transaction.
+    /// Never moves the log start backwards nor past the high watermark; never answers
+    /// `OutOfRange`.
+    async fn apply_retention(
+        &self,
+        partition: PartitionId,
+        policy: RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<LogStartOutcome, StoreError>;
+    /// Records as unreferenced those of `object_keys` that are committed and that no index
+    /// row names (e.g. an object whose every run was a duplicate or for a deleted topic).
+    /// Keys that are referenced or unknown are ignored, so a call is always safe.
+    async fn mark_unreferenced(&self, object_keys: Vec<String>) -> Result<(), StoreError>;
+    /// Objects no index row references, oldest first, at most `limit`, whose grace started
+    /// at or before `unreferenced_before_ms`. The grace of an object starts at the first
+    /// call that sees it unreferenced: that call stamps it with `now_ms`. Never lists an
+    /// object an index row names.
+    async fn unreferenced_objects(
+        &self,
+        now_ms: i64,
+        unreferenced_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<UnreferencedObject>, StoreError>;
+    /// Forgets objects the caller deleted from the bucket: drops the records of those of
+    /// `object_keys` that are unreferenced and were committed at or before
+    /// `committed_before_ms` (later ones may still get a retried CommitSegment, which must
+    /// find its stored outcome, so they stay listed). Returns the keys forgotten.
+    async fn forget_objects(
+        &self,
+        object_keys: Vec<String>,
+        committed_before_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Applies `changes` to a topic's explicitly set configs, in order and in one
+    /// transaction, and returns the topic after. The values are not checked here (see
+    /// [`crate::topic_rules::validate_configs`]). `TopicNotFound` when it does not exist.
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<TopicRecord, StoreError>;
 }

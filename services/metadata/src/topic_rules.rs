@@ -125,6 +125,37 @@ pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), StoreE
     Ok(())
 }
 
+/// Applies config changes to a topic's explicitly set configs, in order: a value sets the
+/// config, `None` removes it so its default applies again.
+pub fn apply_changes(
+    configs: &mut BTreeMap<String, String>,
+    changes: &[crate::store::ConfigChange],
+) {
+    for change in changes {
+        match &change.value {
+            Some(value) => configs.insert(change.name.clone(), value.clone()),
+            None => configs.remove(&change.name),
+        };
+    }
+}
+
+/// Checks config changes: known names, and well-formed values where one is set.
+pub fn validate_changes(changes: &[crate::store::ConfigChange]) -> Result<(), StoreError> {
+    for change in changes {
+        let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.name == change.name) else {
+            return Err(StoreError::InvalidConfig(format!(
+                "unknown topic config {:?}",
+                change.name
+            )));
+        };
+        if let Some(value) = &change.value {
+            let one = BTreeMap::from([(def.name.to_string(), value.clone())]);
+            validate_configs(&one)?;
+        }
+    }
+    Ok(())
+}
+
 /// Every known config with its effective value: (name, value, is_default).
 pub fn effective_configs(set: &BTreeMap<String, String>) -> Vec<(String, String, bool)> {
     TOPIC_CONFIGS
@@ -159,6 +190,35 @@ mod tests {
         let mut unknown = BTreeMap::new();
         unknown.insert("no.such.config".to_string(), "1".to_string());
         assert!(validate_configs(&unknown).is_err());
+    }
+
+    #[test]
+    fn changes_are_checked_then_applied_in_order() {
+        use crate::store::ConfigChange;
+        let change = |name: &str, value: Option<&str>| ConfigChange {
+            name: name.to_string(),
+            value: value.map(str::to_string),
+        };
+        assert!(validate_changes(&[
+            change("retention.ms", Some("5")),
+            change("retention.bytes", None)
+        ])
+        .is_ok());
+        assert!(validate_changes(&[change("retention.ms", Some("-2"))]).is_err());
+        assert!(validate_changes(&[change("no.such.config", None)]).is_err());
+        let mut set = BTreeMap::from([("retention.ms".to_string(), "1".to_string())]);
+        apply_changes(
+            &mut set,
+            &[
+                change("retention.ms", None),
+                change("retention.bytes", Some("7")),
+                change("retention.bytes", Some("8")),
+            ],
+        );
+        assert_eq!(
+            set,
+            BTreeMap::from([("retention.bytes".to_string(), "8".to_string())])
+        );
     }
 
     #[test]

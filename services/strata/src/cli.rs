@@ -71,6 +71,10 @@ pub struct MetadataArgs {
     /// to clients (default: http:// and the bound listen address).
     #[arg(long, env = "STRATA_METADATA_ADVERTISED_URL")]
     pub metadata_advertised_url: Option<String>,
+    /// How often topics' retention.ms and retention.bytes are applied, moving log starts
+    /// past expired data (0s disables retention).
+    #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub retention_check_interval: Duration,
 }
 
 /// Settings of `strata agent`.
@@ -200,12 +204,19 @@ pub struct AgentArgs {
     /// How long an agent stays listed to clients after its last heartbeat.
     #[arg(long, env = "STRATA_AGENT_LEASE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub agent_lease: Duration,
-    /// How often the orphan collector deletes uploads that were never committed; 0 disables.
+    /// How often the collectors run: the orphan collector (uploads never committed) and
+    /// the unreferenced-object collector (objects retention, DeleteRecords or topic
+    /// deletion left unreferenced); 0 disables both.
     #[arg(long, env = "STRATA_GC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub gc_interval: Duration,
     /// Age an uncommitted segment object must reach before it is deleted (at least 10m).
     #[arg(long, env = "STRATA_ORPHAN_GRACE", default_value = "15m", value_parser = humantime::parse_duration)]
     pub orphan_grace: Duration,
+    /// How long a segment object must have been unreferenced by the index (all its data
+    /// below the log starts, or of deleted topics) before the collector deletes it: longer
+    /// than any fetch that may still read it.
+    #[arg(long, env = "STRATA_UNREFERENCED_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub unreferenced_grace: Duration,
     /// Availability zone of this agent, reported to clients as the broker's rack.
     #[arg(long, env = "STRATA_AVAILABILITY_ZONE")]
     pub availability_zone: Option<String>,

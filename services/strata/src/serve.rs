@@ -84,6 +84,8 @@ struct MetadataServer {
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     /// The lease campaign (PostgreSQL), which releases the lease when stopped.
     campaign: Option<tokio::task::JoinHandle<()>>,
+    /// The retention enforcer, which applies retention while this process leads.
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 async fn start_metadata(
@@ -129,6 +131,7 @@ async fn start_metadata(
         campaign = Some(task);
     }
     let leadership = service.leadership().clone();
+    let retention = start_retention(&service, args.retention_check_interval, &stop);
     // without TCP_NODELAY every small gRPC response waits out delayed ACKs (~40 ms)
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(
@@ -145,7 +148,25 @@ async fn start_metadata(
         stop,
         task,
         campaign,
+        retention,
     })
+}
+
+/// Starts the retention enforcer, unless `interval` is zero; it ends when `stop` says so.
+fn start_retention(
+    service: &MetadataServiceImpl,
+    interval: std::time::Duration,
+    stop: &watch::Sender<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if interval.is_zero() {
+        tracing::info!("retention disabled (--retention-check-interval 0s)");
+        return None;
+    }
+    let mut stopped = stop.subscribe();
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    Some(service.retention_enforcer().spawn(interval, shutdown))
 }
 
 impl MetadataServer {
@@ -153,6 +174,15 @@ impl MetadataServer {
     /// watch streams included) before dropping them.
     async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
+        if let Some(mut retention) = self.retention.take() {
+            if tokio::time::timeout(STOP_TIMEOUT, &mut retention)
+                .await
+                .is_err()
+            {
+                tracing::warn!("retention pass still running after the stop timeout; dropping it");
+                retention.abort();
+            }
+        }
         if let Some(campaign) = self.campaign.take() {
             // releases the lease, so a standby takes over at its next check
             let _ = campaign.await;
@@ -240,6 +270,7 @@ async fn start_agent(
         heartbeat_interval: args.heartbeat_interval,
         gc_interval: args.gc_interval,
         orphan_grace: args.orphan_grace,
+        unreferenced_grace: args.unreferenced_grace,
         agent_lease: args.agent_lease.max(args.heartbeat_interval),
         ..AgentConfig::default()
     };

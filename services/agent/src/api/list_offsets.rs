@@ -108,7 +108,13 @@ async fn lookup(
                 .map_err(|_| ResponseError::KafkaStorageError)?;
             let batches =
                 crate::read::row_slice(&data, &row).map_err(|_| ResponseError::CorruptMessage)?;
-            let found = find_record(batches, row.base_offset, target, exact)?;
+            let found = find_record(
+                batches,
+                row.base_offset,
+                response.log_start_offset,
+                target,
+                exact,
+            )?;
             if found.0 >= 0 {
                 return Ok(found);
             }
@@ -152,16 +158,19 @@ async fn next_row(
         .and_then(|p| p.chunks.into_iter().next()))
 }
 
-/// In a decoded chunk, the first record whose timestamp is >= `target` (or == with `exact`).
+/// In a decoded chunk, the first record at or above `log_start` whose timestamp is >=
+/// `target` (or == with `exact`); records below the log start (a row DeleteRecords cut
+/// through) are deleted and never an answer.
 fn find_record(
     data: &[u8],
     chunk_base: i64,
+    log_start: i64,
     target: i64,
     exact: bool,
 ) -> Result<(i64, i64), ResponseError> {
     for placed in placed_batches(data, chunk_base) {
         let placed = placed.map_err(|_| ResponseError::CorruptMessage)?;
-        if placed.header.max_timestamp < target {
+        if placed.header.max_timestamp < target || placed.end_offset() <= log_start {
             continue;
         }
         let mut copy = BytesMut::from(placed.bytes);
@@ -170,6 +179,9 @@ fn find_record(
         let set =
             RecordBatchDecoder::decode(&mut bytes).map_err(|_| ResponseError::CorruptMessage)?;
         let hit = set.records.iter().find(|r| {
+            if r.offset < log_start {
+                return false;
+            }
             if exact {
                 r.timestamp == target
             } else {

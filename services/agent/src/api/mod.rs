@@ -7,11 +7,13 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
 mod find_coordinator;
 mod group_relay;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -40,7 +42,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -237,10 +241,22 @@ async fn route(agent: Arc<Agent>, call: Call, mut frame: Bytes) -> Result<Outcom
                 async move { delete_topics::handle(&agent, request).await },
             )
         }
+        ApiKey::DeleteRecords => {
+            let request = decode(&mut frame, &call)?;
+            spawn_reply(call, async move {
+                delete_records::handle(&agent, request).await
+            })
+        }
         ApiKey::DescribeConfigs => {
             let request = decode(&mut frame, &call)?;
             spawn_reply(call, async move {
                 describe_configs::handle(&agent, request).await
+            })
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let request = decode(&mut frame, &call)?;
+            spawn_reply(call, async move {
+                incremental_alter_configs::handle(&agent, request).await
             })
         }
         ApiKey::ListOffsets => {

@@ -40,6 +40,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "leader lease",
         sql: include_str!("migrations/0002_leader_lease.sql"),
     },
+    Migration {
+        version: 3,
+        name: "retention: unreferenced objects",
+        sql: include_str!("migrations/0003_retention.sql"),
+    },
 ];
 
 /// The schema version this build writes: the last migration's.
@@ -107,8 +112,14 @@ mod tests {
 
     #[test]
     fn versions_count_up_from_one() {
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version, i as i64 + 1, "migration {:?}", m.name);
+        assert_eq!(MIGRATIONS[0].version, 1);
+        // strictly increasing; version 2 is the leader lease
+        for pair in MIGRATIONS.windows(2) {
+            assert!(
+                pair[1].version > pair[0].version,
+                "migration {:?}",
+                pair[1].name
+            );
         }
     }
 }

@@ -51,6 +51,7 @@ mod group_offsets;
 mod lease;
 mod lookup;
 mod migrate;
+mod retention;
 mod tls;
 mod topics;
 mod url;
@@ -71,8 +72,9 @@ pub use self::migrate::SCHEMA_VERSION;
 pub use self::tls::ServerVerification;
 pub use self::url::{redacted, PostgresUrl, DEFAULT_POOL_SIZE};
 use crate::store::{
-    ChunkRow, CommitOutcome, CommittedOffset, MetadataStore, PartitionId, PartitionOffsets,
-    ProducerRejection, SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
+    ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome, LogStartTarget,
+    MetadataStore, PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy,
+    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
 };
 
 /// Attempts of a transaction that PostgreSQL aborted as a serialization failure or deadlock.
@@ -419,8 +421,69 @@ impl MetadataStore for PostgresStore {
         let client = self.client().await?;
         Ok(lookup::chunk_by_timestamp(&client, partition, query).await?)
     }
+
+    async fn advance_log_start(
+        &self,
+        partition: PartitionId,
+        target: LogStartTarget,
+    ) -> Result<LogStartOutcome, StoreError> {
+        let partition = &partition;
+        self.write(|client| retention::advance(client, partition, target))
+            .await
+    }
+
+    async fn apply_retention(
+        &self,
+        partition: PartitionId,
+        policy: RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<LogStartOutcome, StoreError> {
+        let partition = &partition;
+        self.write(|client| retention::apply_retention(client, partition, policy, now_ms))
+            .await
+    }
+
+    async fn mark_unreferenced(&self, object_keys: Vec<String>) -> Result<(), StoreError> {
+        let keys = &object_keys;
+        self.write(|client| retention::mark_unreferenced_now(client, keys))
+            .await
+    }
+
+    async fn unreferenced_objects(
+        &self,
+        now_ms: i64,
+        unreferenced_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<UnreferencedObject>, StoreError> {
+        self.write(|client| {
+            retention::unreferenced_objects(client, now_ms, unreferenced_before_ms, limit)
+        })
+        .await
+    }
+
+    async fn forget_objects(
+        &self,
+        object_keys: Vec<String>,
+        committed_before_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let keys = &object_keys;
+        self.write(|client| retention::forget(client, keys, committed_before_ms))
+            .await
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<TopicRecord, StoreError> {
+        let changes = &changes;
+        self.write(|client| topics::alter_configs(client, name, changes))
+            .await
+    }
 }
 
+#[cfg(test)]
+mod pg_retention_tests;
 #[cfg(test)]
 mod pg_tests;
 #[cfg(test)]

@@ -136,7 +136,8 @@ async fn concurrent_starts_migrate_once() {
         .await
         .unwrap();
     let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
-    assert_eq!((rows, versions), (SCHEMA_VERSION, SCHEMA_VERSION));
+    let migrations = super::migrate::MIGRATIONS.len() as i64;
+    assert_eq!((rows, versions), (migrations, migrations));
     // a restart finds nothing to do
     let again = PostgresStore::connect_with(url).await.unwrap();
     assert_eq!(again.schema_version().await.unwrap(), SCHEMA_VERSION);

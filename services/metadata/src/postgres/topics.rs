@@ -2,6 +2,8 @@
 //!
 //! Deleting a topic locks its partition rows in partition order before removing them, the
 //! same order CommitSegment locks partitions in, so a deletion and a commit never deadlock.
+//! The objects its index rows named and no other row names become unreferenced in the same
+//! transaction (see [`super::retention`]).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,7 @@ use tokio_postgres::Row;
 
 use super::error::PgError;
 use super::{execute, query, Writer};
-use crate::store::{StoreError, TopicId, TopicRecord};
+use crate::store::{ConfigChange, StoreError, TopicId, TopicRecord};
 
 const TOPIC_COLUMNS: &str = "topic_id, name, partition_count, configs, created_at_ms";
 
@@ -85,9 +87,11 @@ pub(super) async fn delete(mut client: Writer, name: &str) -> Result<TopicId, Pg
         &[&id],
     )
     .await?;
+    let objects = super::retention::objects_of_topic(&tx, id).await?;
     execute(&tx, "DELETE FROM chunks WHERE topic_id = $1", &[&id]).await?;
     execute(&tx, "DELETE FROM partitions WHERE topic_id = $1", &[&id]).await?;
     execute(&tx, "DELETE FROM topics WHERE topic_id = $1", &[&id]).await?;
+    super::retention::mark_unreferenced(&tx, objects).await?;
     tx.commit().await?;
     Ok(topic.topic_id)
 }
@@ -126,4 +130,29 @@ pub(super) async fn by_id(
         .first()
         .map(to_topic)
         .transpose()
+}
+
+/// Applies config changes to a topic, its row locked; returns the topic after.
+pub(super) async fn alter_configs(
+    mut client: Writer,
+    name: &str,
+    changes: &[ConfigChange],
+) -> Result<TopicRecord, PgError> {
+    let tx = client.begin().await?;
+    let sql = format!("SELECT {TOPIC_COLUMNS} FROM topics WHERE name = $1 FOR UPDATE");
+    let Some(row) = query(&tx, &sql, &[&name]).await?.into_iter().next() else {
+        return Err(StoreError::TopicNotFound(format!("{name:?}")).into());
+    };
+    let mut topic = to_topic(&row)?;
+    crate::topic_rules::apply_changes(&mut topic.configs, changes);
+    let configs = serde_json::to_string(&topic.configs)
+        .map_err(|e| StoreError::InvalidConfig(e.to_string()))?;
+    execute(
+        &tx,
+        "UPDATE topics SET configs = $2 WHERE topic_id = $1",
+        &[&&topic.topic_id[..], &configs],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(topic)
 }

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    ChunkRow, CommitOutcome, CommittedOffset, MetadataStore, PartitionId, PartitionOffsets,
-    ProducerRejection, SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord,
+    ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome, LogStartTarget,
+    MetadataStore, PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy,
+    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
 };
 
 const SCHEMA: &str = "
@@ -76,8 +77,9 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 const CHUNK_COLUMNS: &str =
     "object_key, byte_offset, byte_length, raw_offset, raw_length, base_offset, end_offset, max_timestamp";
 
-/// Version of [`SCHEMA`], kept in SQLite's `user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema ([`SCHEMA`], then each later version's additions), kept in
+/// SQLite's `user_version`.
+const SCHEMA_VERSION: i64 = 2;
 
 /// A [`MetadataStore`] in one SQLite database file.
 #[derive(Debug, Clone)]
@@ -119,14 +121,22 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .map_err(db)?;
-        if has_tables && version != SCHEMA_VERSION {
+        if has_tables && !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(StoreError::Database(format!(
                 "metadata database has schema version {version}, this build needs {SCHEMA_VERSION}"
             )));
         }
-        conn.execute_batch(SCHEMA).map_err(db)?;
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(db)?;
+        // one transaction: an interrupted upgrade leaves the old version behind, whole
+        let upgrade = if has_tables && version < 2 {
+            retention::UPGRADE_FROM_V1
+        } else {
+            ""
+        };
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA} {} {upgrade} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+            retention::SCHEMA_V2
+        ))
+        .map_err(db)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -192,6 +202,8 @@ fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
 }
 
 mod commit;
+mod configs;
+mod retention;
 
 fn offsets_of(tx: &Connection, p: &PartitionId) -> Result<Option<PartitionOffsets>, StoreError> {
     tx.prepare_cached(
@@ -264,12 +276,14 @@ impl MetadataStore for SqliteStore {
                 return Err(StoreError::TopicNotFound(format!("{name:?}")));
             };
             let id = &topic.topic_id[..];
+            let objects = retention::objects_of_topic(&tx, id)?;
             tx.execute("DELETE FROM chunks WHERE topic_id = ?1", [id])
                 .map_err(db)?;
             tx.execute("DELETE FROM partitions WHERE topic_id = ?1", [id])
                 .map_err(db)?;
             tx.execute("DELETE FROM topics WHERE topic_id = ?1", [id])
                 .map_err(db)?;
+            retention::mark_unreferenced(&tx, &objects)?;
             tx.commit().map_err(db)?;
             Ok(topic.topic_id)
         })
@@ -587,6 +601,61 @@ impl MetadataStore for SqliteStore {
             Ok(Some((offsets, chunk)))
         })
         .await
+    }
+
+    async fn advance_log_start(
+        &self,
+        partition: PartitionId,
+        target: LogStartTarget,
+    ) -> Result<LogStartOutcome, StoreError> {
+        self.in_transaction(move |tx| retention::advance(tx, &partition, target))
+            .await
+    }
+
+    async fn apply_retention(
+        &self,
+        partition: PartitionId,
+        policy: RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<LogStartOutcome, StoreError> {
+        self.in_transaction(move |tx| retention::apply_retention(tx, &partition, policy, now_ms))
+            .await
+    }
+
+    async fn mark_unreferenced(&self, object_keys: Vec<String>) -> Result<(), StoreError> {
+        self.in_transaction(move |tx| retention::mark_unreferenced(tx, &object_keys))
+            .await
+    }
+
+    async fn unreferenced_objects(
+        &self,
+        now_ms: i64,
+        unreferenced_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<UnreferencedObject>, StoreError> {
+        self.in_transaction(move |tx| {
+            retention::unreferenced_objects(tx, now_ms, unreferenced_before_ms, limit)
+        })
+        .await
+    }
+
+    async fn forget_objects(
+        &self,
+        object_keys: Vec<String>,
+        committed_before_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        self.in_transaction(move |tx| retention::forget(tx, &object_keys, committed_before_ms))
+            .await
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<TopicRecord, StoreError> {
+        let name = name.to_string();
+        self.in_transaction(move |tx| configs::alter(tx, &name, &changes))
+            .await
     }
 }
 

@@ -1,0 +1,313 @@
+//! DeleteRecords and the unreferenced-object collector over a real TCP connection: a real
+//! metadata gRPC server (SQLite) and an in-memory bucket, driven by one manual clock.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::TryStreamExt;
+use indexmap::IndexMap;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strata_agent::{Agent, AgentConfig};
+use strata_clock::ManualClock;
+use strata_metadata::sqlite::SqliteStore;
+use strata_metadata::MetadataServiceImpl;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+/// An agent and a metadata service sharing `clock`, with no background collectors.
+async fn start(clock: Arc<ManualClock>) -> (Arc<Agent>, std::net::SocketAddr) {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let service = MetadataServiceImpl::new(store, clock.clone());
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = grpc.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(strata_metadata::grpc_service(service))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            ),
+    );
+    let metadata =
+        strata_agent::metadata_client::connect(&[format!("http://{grpc_addr}")], None).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kafka = listener.local_addr().unwrap();
+    let config = AgentConfig {
+        kafka_listen: kafka,
+        advertised_port: kafka.port(),
+        flush_interval: Duration::from_millis(5),
+        gc_interval: Duration::ZERO,
+        ..AgentConfig::default()
+    };
+    let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
+    let agent = Agent::start(config, metadata, bucket, clock);
+    tokio::spawn(Arc::clone(&agent).serve(listener, std::future::pending()));
+    (agent, kafka)
+}
+
+struct Conn {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Conn {
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
+        let id = self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("retention-test")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let size = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&buf).await.unwrap();
+        let size = self.stream.read_i32().await.unwrap();
+        let mut frame = vec![0u8; size as usize];
+        self.stream.read_exact(&mut frame).await.unwrap();
+        let mut frame = Bytes::from(frame);
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, id);
+        Resp::decode(&mut frame, version).unwrap()
+    }
+}
+
+fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+fn batch(count: usize) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.freeze()
+}
+
+/// Produces `count` records to each of `partitions` in one request (so one segment).
+async fn produce(conn: &mut Conn, topic: &str, partitions: &[i32], count: usize) {
+    let data = partitions
+        .iter()
+        .map(|p| {
+            PartitionProduceData::default()
+                .with_index(*p)
+                .with_records(Some(batch(count)))
+        })
+        .collect();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(data)]);
+    let response: ProduceResponse = conn.call(ApiKey::Produce, 9, &request).await;
+    for p in &response.responses[0].partition_responses {
+        assert_eq!(p.error_code, 0);
+    }
+}
+
+/// DeleteRecords v2 for (topic, partition, offset); (error, low watermark) of each.
+async fn delete_records(conn: &mut Conn, targets: &[(&str, i32, i64)]) -> Vec<(i16, i64)> {
+    let topics = targets
+        .iter()
+        .map(|(topic, partition, offset)| {
+            DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(*partition)
+                    .with_offset(*offset)])
+        })
+        .collect();
+    let request = DeleteRecordsRequest::default()
+        .with_topics(topics)
+        .with_timeout_ms(5_000);
+    let response: DeleteRecordsResponse = conn.call(ApiKey::DeleteRecords, 2, &request).await;
+    response
+        .topics
+        .iter()
+        .map(|t| {
+            let p = &t.partitions[0];
+            (p.error_code, p.low_watermark)
+        })
+        .collect()
+}
+
+/// (error, log start, records) of a Fetch v12 of one partition from `offset`.
+async fn fetch(conn: &mut Conn, topic: &str, partition: i32, offset: i64) -> (i16, i64, usize) {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(10 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let response: FetchResponse = conn.call(ApiKey::Fetch, 12, &request).await;
+    let p = &response.responses[0].partitions[0];
+    let mut records = p.records.clone().unwrap_or_default();
+    let count = RecordBatchDecoder::decode_all(&mut records)
+        .unwrap()
+        .iter()
+        .flat_map(|set| set.records.iter())
+        .filter(|r| r.offset >= offset)
+        .count();
+    (p.error_code, p.log_start_offset, count)
+}
+
+async fn earliest(conn: &mut Conn, topic: &str, partition: i32) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-2)])]);
+    let response: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &request).await;
+    response.topics[0].partitions[0].offset
+}
+
+async fn objects(agent: &Agent) -> usize {
+    let prefix = agent.bucket.path(strata_segment::naming::SEGMENTS_PREFIX);
+    let listed: Vec<_> = agent
+        .bucket
+        .store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .unwrap();
+    listed.len()
+}
+
+/// Two collection passes `grace` apart: the first starts the grace of what is newly
+/// unreferenced, the second deletes it. Returns the segment objects left in the bucket.
+async fn collect(agent: &Agent, clock: &ManualClock) -> usize {
+    let grace = Duration::from_secs(1);
+    strata_agent::unreferenced::collect_once(agent, grace)
+        .await
+        .unwrap();
+    clock.advance(grace);
+    strata_agent::unreferenced::collect_once(agent, grace)
+        .await
+        .unwrap();
+    objects(agent).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_moves_the_low_watermark_and_frees_objects_no_partition_reads() {
+    let clock = ManualClock::new(strata_clock::system().now_millis());
+    let (agent, kafka) = start(clock.clone()).await;
+    let mut conn = Conn {
+        stream: TcpStream::connect(kafka).await.unwrap(),
+        next_id: 1,
+    };
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name("t"))
+            .with_num_partitions(2)
+            .with_replication_factor(1)]);
+    let created: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &create).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    // object A holds both partitions' first records, object B partition 0's next ones
+    produce(&mut conn, "t", &[0, 1], 3).await;
+    produce(&mut conn, "t", &[0], 4).await;
+    assert_eq!(objects(&agent).await, 2);
+
+    assert_eq!(delete_records(&mut conn, &[("t", 0, 3)]).await, [(0, 3)]);
+    assert_eq!(
+        fetch(&mut conn, "t", 0, 0).await,
+        (OFFSET_OUT_OF_RANGE, 3, 0)
+    );
+    assert_eq!(fetch(&mut conn, "t", 0, 3).await, (0, 3, 4));
+    assert_eq!(earliest(&mut conn, "t", 0).await, 3);
+    assert_eq!(
+        delete_records(
+            &mut conn,
+            &[("t", 0, 8), ("t", 0, 1), ("t", 9, 0), ("missing", 0, 0)]
+        )
+        .await,
+        [
+            (OFFSET_OUT_OF_RANGE, -1),
+            (0, 3),
+            (UNKNOWN_TOPIC_OR_PARTITION, -1),
+            (UNKNOWN_TOPIC_OR_PARTITION, -1)
+        ],
+        "above the high watermark, below the log start, unknown partition and topic"
+    );
+    assert_eq!(
+        collect(&agent, &clock).await,
+        2,
+        "partition 1 still reads object A"
+    );
+
+    assert_eq!(delete_records(&mut conn, &[("t", 1, -1)]).await, [(0, 3)]);
+    assert_eq!(collect(&agent, &clock).await, 1, "object A is deleted");
+    assert_eq!(
+        fetch(&mut conn, "t", 0, 3).await,
+        (0, 3, 4),
+        "object B is still served"
+    );
+
+    let delete = DeleteTopicsRequest::default()
+        .with_topic_names(vec![name("t")])
+        .with_timeout_ms(5_000);
+    let deleted: DeleteTopicsResponse = conn.call(ApiKey::DeleteTopics, 5, &delete).await;
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert_eq!(
+        collect(&agent, &clock).await,
+        0,
+        "a deleted topic's objects go"
+    );
+}
