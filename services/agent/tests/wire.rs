@@ -2,19 +2,21 @@
 //! bucket, and requests encoded with the kafka-protocol crate as a client would.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, FetchRequest,
-    FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    FetchResponse, ProduceRequest, ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -22,8 +24,8 @@ use strata_agent::{Agent, AgentConfig};
 use strata_clock::Clock;
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::MetadataServiceImpl;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::{serve_metadata, Conn};
+use tokio::net::TcpListener;
 
 struct Node {
     kafka: std::net::SocketAddr,
@@ -63,18 +65,7 @@ async fn start_node_configured(
     bucket: strata_storage::Bucket,
 ) -> Node {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let service = MetadataServiceImpl::new(store, strata_clock::system());
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_addr = grpc.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(strata_metadata::grpc_service(service))
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            ),
-    );
-    let metadata =
-        strata_agent::metadata_client::connect(&[format!("http://{grpc_addr}")], None).unwrap();
+    let metadata = serve_metadata(MetadataServiceImpl::new(store, strata_clock::system())).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let kafka = listener.local_addr().unwrap();
     let config = AgentConfig {
@@ -92,55 +83,6 @@ async fn start_node_configured(
         agent,
         stop: Some(stop),
         serving,
-    }
-}
-
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Conn {
-    async fn open(node: &Node) -> Self {
-        Self {
-            stream: TcpStream::connect(node.kafka).await.unwrap(),
-            next_id: 1,
-        }
-    }
-
-    /// Sends a request without waiting; returns its correlation id.
-    async fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, body: &R) -> i32 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let size = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-        id
-    }
-
-    async fn receive<R: Decodable>(&mut self, api: ApiKey, version: i16, expected_id: i32) -> R {
-        let size = self.stream.read_i32().await.unwrap();
-        let mut frame = vec![0u8; size as usize];
-        self.stream.read_exact(&mut frame).await.unwrap();
-        let mut frame = Bytes::from(frame);
-        let header =
-            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(
-            header.correlation_id, expected_id,
-            "responses come back in request order"
-        );
-        R::decode(&mut frame, version).unwrap()
     }
 }
 
@@ -225,7 +167,7 @@ async fn create_topic_with(conn: &mut Conn, name: &str, configs: &[(&'static str
 async fn pipelined_produces_get_offsets_in_send_order() {
     // a short interval so the pipelined requests span several segments
     let node = start_node(Duration::from_millis(2)).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic(&mut conn, "ordered").await;
     let mut ids = Vec::new();
     for i in 0..40 {
@@ -276,13 +218,13 @@ async fn pipelined_produces_get_offsets_in_send_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_at_the_end_waits_for_the_next_commit() {
     let node = start_node(Duration::from_millis(20)).await;
-    let mut consumer = Conn::open(&node).await;
+    let mut consumer = Conn::open(node.kafka).await;
     create_topic(&mut consumer, "poll").await;
     let waiting = consumer
         .send(ApiKey::Fetch, 12, &fetch("poll", 0, 10_000))
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut producer = Conn::open(&node).await;
+    let mut producer = Conn::open(node.kafka).await;
     let id = producer
         .send(ApiKey::Produce, 9, &produce("poll", batch(0, 2)))
         .await;
@@ -307,7 +249,7 @@ async fn fetch_at_the_end_waits_for_the_next_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_append_time_topics_stamp_batches_on_arrival() {
     let node = start_node(Duration::from_millis(5)).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic_with(
         &mut conn,
         "stamped",
@@ -343,7 +285,7 @@ async fn log_append_time_topics_stamp_batches_on_arrival() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ready_response_is_not_held_behind_a_waiting_one() {
     let node = start_node(Duration::from_millis(20)).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic(&mut conn, "quiet").await;
     let quick = conn
         .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
@@ -358,7 +300,7 @@ async fn a_ready_response_is_not_held_behind_a_waiting_one() {
     .await
     .expect("the ApiVersions answer is sent while the fetch behind it still waits");
     assert_eq!(versions.error_code, 0);
-    let mut producer = Conn::open(&node).await;
+    let mut producer = Conn::open(node.kafka).await;
     let id = producer
         .send(ApiKey::Produce, 9, &produce("quiet", batch(0, 1)))
         .await;
@@ -369,7 +311,7 @@ async fn a_ready_response_is_not_held_behind_a_waiting_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_commits_the_open_segment_and_answers_its_producers() {
     let mut node = start_node(Duration::from_secs(60)).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic(&mut conn, "drain").await;
     let id = conn
         .send(ApiKey::Produce, 9, &produce("drain", batch(0, 4)))
@@ -394,7 +336,7 @@ async fn shutdown_commits_the_open_segment_and_answers_its_producers() {
 async fn orphans_are_collected_after_their_grace_and_committed_objects_never() {
     let clock = strata_clock::ManualClock::new(strata_clock::system().now_millis());
     let node = start_node_with_clock(Duration::from_millis(5), clock.clone()).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic(&mut conn, "kept").await;
     let id = conn
         .send(ApiKey::Produce, 9, &produce("kept", batch(0, 3)))
@@ -453,7 +395,7 @@ async fn bucket_failures_and_stalls_never_acknowledge_what_is_not_stored() {
         ..memory
     };
     let node = start_node_on(Duration::from_millis(5), strata_clock::system(), bucket).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic(&mut conn, "faults").await;
 
     // the upload fails (a 503 after the client's retries): the producer is told, nothing is committed
@@ -524,7 +466,7 @@ async fn a_full_ingest_buffer_holds_producers_back_until_uploads_finish() {
         ..AgentConfig::default()
     };
     let node = start_node_configured(config, strata_clock::system(), bucket).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic(&mut conn, "bounded").await;
     faulty.stall_next(strata_storage::Op::Put, 1);
     let first = conn
@@ -532,7 +474,7 @@ async fn a_full_ingest_buffer_holds_producers_back_until_uploads_finish() {
         .await;
     faulty.until_stalled(1).await;
     // the second batch does not fit while the first one's upload hangs
-    let mut other = Conn::open(&node).await;
+    let mut other = Conn::open(node.kafka).await;
     let second = other
         .send(ApiKey::Produce, 9, &produce("bounded", batch(2, 2)))
         .await;

@@ -2,43 +2,12 @@
 //! several partitions, and the migration that finds objects unreferenced before it.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::pg_tests::{chunk, topic};
 use super::test_server::{fresh_database, server_url};
 use super::PostgresStore;
 use crate::store::*;
-
-fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
-    TopicRecord {
-        topic_id: [id; 16],
-        name: name.to_string(),
-        partition_count: partitions,
-        configs: BTreeMap::new(),
-        created_at_ms: 0,
-    }
-}
-
-fn chunk(topic_id: TopicId, partition: i32) -> ChunkToCommit {
-    ChunkToCommit {
-        partition: PartitionId {
-            topic_id,
-            partition,
-        },
-        byte_offset: 0,
-        byte_length: 10,
-        raw_length: 10,
-        batch_count: 1,
-        record_count: 1,
-        max_timestamp: 0,
-        runs: vec![RunToCommit {
-            raw_offset: 0,
-            raw_length: 10,
-            offset_count: 1,
-            producer: None,
-        }],
-    }
-}
 
 /// Two processes trim the two partitions every object spans, one offset at a time and at
 /// once: whichever removes an object's last row, the object is recorded as unreferenced.
@@ -62,7 +31,7 @@ async fn concurrent_trims_never_miss_an_unreferenced_object() {
         let commit = SegmentCommit {
             object_key: format!("o{i:03}"),
             object_size: 20,
-            chunks: vec![chunk(t, 0), chunk(t, 1)],
+            chunks: vec![chunk(t, 0, 1), chunk(t, 1, 1)],
             committed_at_ms: 0,
         };
         stores[0].commit_segment(commit).await.unwrap();
@@ -105,7 +74,7 @@ async fn the_migration_finds_objects_already_unreferenced() {
         let commit = SegmentCommit {
             object_key: key.to_string(),
             object_size: 10,
-            chunks: vec![chunk(t, 0)],
+            chunks: vec![chunk(t, 0, 1)],
             committed_at_ms: 0,
         };
         store.commit_segment(commit).await.unwrap();

@@ -9,7 +9,7 @@ use super::test_server::{fresh_database, server_url};
 use super::{PostgresStore, PostgresUrl, ServerVerification, DEFAULT_POOL_SIZE, SCHEMA_VERSION};
 use crate::store::*;
 
-fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
+pub(super) fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
     TopicRecord {
         topic_id: [id; 16],
         name: name.to_string(),
@@ -19,7 +19,7 @@ fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
     }
 }
 
-fn chunk(topic_id: TopicId, partition: i32, offsets: i64) -> ChunkToCommit {
+pub(super) fn chunk(topic_id: TopicId, partition: i32, offsets: i64) -> ChunkToCommit {
     ChunkToCommit {
         partition: PartitionId {
             topic_id,

@@ -1,0 +1,94 @@
+//! What the agent's integration tests share: a real metadata gRPC server on 127.0.0.1 and
+//! a Kafka connection that frames requests with the kafka-protocol crate as a client would.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use strata_agent::metadata_client::MetadataClient;
+use strata_metadata::MetadataServiceImpl;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Serves `service` on a free port and returns a client of it.
+pub async fn serve_metadata(service: MetadataServiceImpl) -> MetadataClient {
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = grpc.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(strata_metadata::grpc_service(service))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            ),
+    );
+    strata_agent::metadata_client::connect(&[format!("http://{grpc_addr}")], None).unwrap()
+}
+
+/// A Kafka connection with its own correlation ids.
+pub struct Conn {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            next_id: 1,
+        }
+    }
+
+    /// Sends a request without waiting; returns its correlation id.
+    pub async fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, body: &R) -> i32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let size = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&size.to_be_bytes());
+        self.stream.write_all(&buf).await.unwrap();
+        id
+    }
+
+    /// Reads the next response, which must answer `expected_id`.
+    pub async fn receive<R: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        expected_id: i32,
+    ) -> R {
+        let size = self.stream.read_i32().await.unwrap();
+        let mut frame = vec![0u8; size as usize];
+        self.stream.read_exact(&mut frame).await.unwrap();
+        let mut frame = Bytes::from(frame);
+        let header =
+            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
+        assert_eq!(
+            header.correlation_id, expected_id,
+            "responses come back in request order"
+        );
+        R::decode(&mut frame, version).unwrap()
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp {
+        let id = self.send(api, version, body).await;
+        self.receive(api, version, id).await
+    }
+}
