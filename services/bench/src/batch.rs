@@ -179,7 +179,9 @@ mod tests {
             assert_eq!(infos[0].producer_id, -1);
             let set = RecordBatchDecoder::decode(&mut batch.bytes.clone()).expect("decodes");
             assert_eq!(set.records.len(), 50);
-            assert!(set.records[49].headers.contains_key(SENT_AT_HEADER.as_bytes()));
+            assert!(set.records[49]
+                .headers
+                .contains_key(SENT_AT_HEADER.as_bytes()));
         }
     }
 
@@ -187,8 +189,12 @@ mod tests {
     fn compressible_values_shrink_and_uncompressed_batches_fit_the_limit() {
         let mut plain = builder(Compression::None, false);
         let mut zstd = builder(Compression::Zstd, false);
-        let plain = plain.build(100, Created::At(Instant::now())).expect("encodes");
-        let zstd = zstd.build(100, Created::At(Instant::now())).expect("encodes");
+        let plain = plain
+            .build(100, Created::At(Instant::now()))
+            .expect("encodes");
+        let zstd = zstd
+            .build(100, Created::At(Instant::now()))
+            .expect("encodes");
         assert!(zstd.bytes.len() * 2 < plain.bytes.len());
         let per_batch = BatchBuilder::records_per_batch(1_000_000, 1024, true);
         let mut big = BatchBuilder::new(

@@ -295,10 +295,7 @@ mod tests {
     fn partitions_are_shared_round_robin() {
         assert_eq!(share_out(&[0, 1, 2], 1), vec![vec![0, 1, 2]]);
         assert_eq!(share_out(&[0, 1, 2], 2), vec![vec![0, 2], vec![1]]);
-        assert_eq!(
-            share_out(&[0, 1], 3),
-            vec![vec![0], vec![1], vec![0]]
-        );
+        assert_eq!(share_out(&[0, 1], 3), vec![vec![0], vec![1], vec![0]]);
         assert!(share_out(&[], 3).is_empty());
     }
 }

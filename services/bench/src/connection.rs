@@ -61,9 +61,9 @@ impl Connection {
                 address: address.to_string(),
                 timeout,
             })?
-            .map_err(|source| BenchError::Connect {
+            .map_err(|reason| BenchError::Connect {
                 address: address.to_string(),
-                source,
+                reason,
             })?;
         // without it small requests wait for the peer's delayed ack
         let _ = stream.set_nodelay(true);
@@ -81,13 +81,11 @@ impl Connection {
 
     /// The highest version of `api` that both the broker and `ours` include.
     pub fn version(&self, api: ApiKey, ours: RangeInclusive<i16>) -> Result<i16, BenchError> {
-        pick_version(&self.versions, api, ours.clone()).ok_or_else(|| {
-            BenchError::UnsupportedApi {
-                address: self.address.clone(),
-                api,
-                min: *ours.start(),
-                max: *ours.end(),
-            }
+        pick_version(&self.versions, api, ours.clone()).ok_or_else(|| BenchError::UnsupportedApi {
+            address: self.address.clone(),
+            api,
+            min: *ours.start(),
+            max: *ours.end(),
         })
     }
 
@@ -107,9 +105,9 @@ impl Connection {
             self.writer
                 .write_all(&frame)
                 .await
-                .map_err(|source| BenchError::Io {
+                .map_err(|reason| BenchError::Io {
                     address: address.clone(),
-                    source,
+                    reason,
                 })?;
             read_frame(&mut self.reader, &address).await
         };
@@ -151,17 +149,16 @@ impl Connection {
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         // a broker that does not know v3 answers UNSUPPORTED_VERSION in the v0 layout
         // (KIP-511), which may not decode as v3: either way, ask again with v0
-        let response: ApiVersionsResponse =
-            match self
-                .call::<_, ApiVersionsResponse>(ApiKey::ApiVersions, 3, &request, timeout)
-                .await
-            {
-                Ok(response) if response.error_code == 0 => response,
-                Ok(_) | Err(BenchError::BadResponse { .. }) => {
-                    self.call(ApiKey::ApiVersions, 0, &request, timeout).await?
-                }
-                Err(error) => return Err(error),
-            };
+        let response: ApiVersionsResponse = match self
+            .call::<_, ApiVersionsResponse>(ApiKey::ApiVersions, 3, &request, timeout)
+            .await
+        {
+            Ok(response) if response.error_code == 0 => response,
+            Ok(_) | Err(BenchError::BadResponse { .. }) => {
+                self.call(ApiKey::ApiVersions, 0, &request, timeout).await?
+            }
+            Err(error) => return Err(error),
+        };
         if response.error_code != 0 {
             return Err(BenchError::Kafka {
                 operation: "ApiVersions",
@@ -220,9 +217,9 @@ impl Pipeline {
         self.writer
             .write_all(&frame)
             .await
-            .map_err(|source| BenchError::Io {
+            .map_err(|reason| BenchError::Io {
                 address: self.address.clone(),
-                source,
+                reason,
             })?;
         Ok(correlation_id)
     }
@@ -301,15 +298,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     address: &str,
 ) -> Result<Bytes, BenchError> {
-    let io = |source: std::io::Error| {
-        if source.kind() == std::io::ErrorKind::UnexpectedEof {
+    let io = |reason: std::io::Error| {
+        if reason.kind() == std::io::ErrorKind::UnexpectedEof {
             BenchError::Closed {
                 address: address.to_string(),
             }
         } else {
             BenchError::Io {
                 address: address.to_string(),
-                source,
+                reason,
             }
         }
     };
@@ -319,7 +316,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         .filter(|size| *size <= MAX_FRAME_BYTES)
         .ok_or_else(|| BenchError::Io {
             address: address.to_string(),
-            source: std::io::Error::new(
+            reason: std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("frame of {size} bytes"),
             ),

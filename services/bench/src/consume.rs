@@ -96,7 +96,9 @@ async fn start_offsets(
     target: &TargetArgs,
 ) -> Result<BTreeMap<i32, i64>, BenchError> {
     match from {
-        StartFrom::Earliest => list_offsets(layout, partitions, EARLIEST, target.request_timeout).await,
+        StartFrom::Earliest => {
+            list_offsets(layout, partitions, EARLIEST, target.request_timeout).await
+        }
         StartFrom::Latest => list_offsets(layout, partitions, LATEST, target.request_timeout).await,
         StartFrom::Offset(offset) => Ok(partitions.iter().map(|p| (*p, offset)).collect()),
     }
@@ -140,7 +142,11 @@ pub fn spawn_fetchers(
 }
 
 /// The fetch settings of `args` as the fetchers take them.
-pub fn fetch_settings(target: &TargetArgs, fetch: &FetchArgs, latency: LatencySource) -> FetchSettings {
+pub fn fetch_settings(
+    target: &TargetArgs,
+    fetch: &FetchArgs,
+    latency: LatencySource,
+) -> FetchSettings {
     FetchSettings {
         topic: target.topic.clone(),
         fetch: fetch.clone(),

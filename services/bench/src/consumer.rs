@@ -71,8 +71,7 @@ impl FetchSettings {
         let mut left = budget.load(Ordering::Relaxed);
         loop {
             let take = left.min(wanted);
-            match budget.compare_exchange(left, left - take, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match budget.compare_exchange(left, left - take, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return take,
                 Err(now) => left = now,
             }

@@ -99,7 +99,19 @@ pub async fn e2e(
     let consumed_in = consumers_started.elapsed();
     Ok(E2eSummary {
         mode: "e2e",
-        produce: Summary::new("produce", &target.topic, &produced, produced_in, PRODUCE_LATENCY),
-        consume: Summary::new("consume", &target.topic, &consumed, consumed_in, E2E_LATENCY),
+        produce: Summary::new(
+            "produce",
+            &target.topic,
+            &produced,
+            produced_in,
+            PRODUCE_LATENCY,
+        ),
+        consume: Summary::new(
+            "consume",
+            &target.topic,
+            &consumed,
+            consumed_in,
+            E2E_LATENCY,
+        ),
     })
 }

@@ -14,12 +14,12 @@ use kafka_protocol::messages::ApiKey;
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// The TCP connection could not be opened.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {reason}")]
     Connect {
         /// host:port tried.
         address: String,
         /// What the operating system said.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The TCP connection did not open in time.
     #[error("timed out connecting to {address} after {timeout:?}")]
@@ -30,12 +30,12 @@ pub enum BenchError {
         timeout: Duration,
     },
     /// Reading or writing an open connection failed; requests in flight have an unknown outcome.
-    #[error("connection to {address} failed: {source}")]
+    #[error("connection to {address} failed: {reason}")]
     Io {
         /// The broker's host:port.
         address: String,
         /// What the operating system said.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The broker closed the connection.
     #[error("{address} closed the connection")]
@@ -121,12 +121,12 @@ pub enum BenchError {
     #[error("{0}")]
     InvalidArgs(String),
     /// The null broker could not bind its address.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}: {reason}")]
     Bind {
         /// The address asked for.
         address: String,
         /// What the operating system said.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// A record batch could not be encoded or decoded.
     #[error("record batch codec: {0}")]

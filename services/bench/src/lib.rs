@@ -36,8 +36,8 @@ mod stats;
 mod wall_clock;
 
 pub use args::{
-    BenchArgs, BenchMode, CompressionArg, ConsumeArgs, E2eArgs, FetchArgs, NullBrokerArgs,
-    Payload, ProduceArgs, ProduceStopArgs, ProducerArgs, StartFrom, TargetArgs,
+    BenchArgs, BenchMode, CompressionArg, ConsumeArgs, E2eArgs, FetchArgs, NullBrokerArgs, Payload,
+    ProduceArgs, ProduceStopArgs, ProducerArgs, StartFrom, TargetArgs,
 };
 pub use consume::consume;
 pub use e2e::e2e;

@@ -29,9 +29,9 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
+    FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -107,9 +107,9 @@ pub async fn run(args: &NullBrokerArgs, stop: CancellationToken) -> Result<(), B
 impl NullBroker {
     /// Binds `address` (port 0 picks a free port).
     pub async fn bind(address: SocketAddr, config: NullBrokerConfig) -> Result<Self, BenchError> {
-        let bind_error = |source| BenchError::Bind {
+        let bind_error = |reason| BenchError::Bind {
             address: address.to_string(),
-            source,
+            reason,
         };
         let listener = TcpListener::bind(address).await.map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
@@ -227,7 +227,13 @@ async fn handle(state: &State, mut frame: Bytes) -> Result<Option<Bytes>, String
         ApiKey::ApiVersions => respond(api, version, correlation_id, &api_versions()).map(Some),
         ApiKey::Metadata => {
             let request = decode::<MetadataRequest>(&mut frame, api, version)?;
-            respond(api, version, correlation_id, &state.metadata(version, &request)).map(Some)
+            respond(
+                api,
+                version,
+                correlation_id,
+                &state.metadata(version, &request),
+            )
+            .map(Some)
         }
         ApiKey::CreateTopics => {
             let request = decode::<CreateTopicsRequest>(&mut frame, api, version)?;
@@ -246,7 +252,13 @@ async fn handle(state: &State, mut frame: Bytes) -> Result<Option<Bytes>, String
             let request = decode::<FetchRequest>(&mut frame, api, version)?;
             let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
             tokio::time::sleep(wait.min(MAX_FETCH_WAIT)).await;
-            respond(api, version, correlation_id, &state.fetch(version, &request)).map(Some)
+            respond(
+                api,
+                version,
+                correlation_id,
+                &state.fetch(version, &request),
+            )
+            .map(Some)
         }
         other => Err(format!("no handler for {other:?}")),
     }
@@ -290,10 +302,17 @@ fn api_versions() -> ApiVersionsResponse {
 
 impl State {
     /// Runs `f` on the topic, creating it with `partitions` (or the default) if unknown.
-    fn with_topic<T>(&self, name: &str, partitions: Option<i32>, f: impl FnOnce(&mut TopicState) -> T) -> T {
+    fn with_topic<T>(
+        &self,
+        name: &str,
+        partitions: Option<i32>,
+        f: impl FnOnce(&mut TopicState) -> T,
+    ) -> T {
         let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
         let topic = topics.entry(name.to_string()).or_insert_with(|| {
-            let count = partitions.filter(|p| *p > 0).unwrap_or(self.config.partitions);
+            let count = partitions
+                .filter(|p| *p > 0)
+                .unwrap_or(self.config.partitions);
             TopicState {
                 id: topic_id(name),
                 next_offsets: vec![0; usize::try_from(count).unwrap_or(1)],
@@ -363,7 +382,10 @@ impl State {
             .map(|t| {
                 let name = t.name.0.to_string();
                 let (id, count) = if request.validate_only {
-                    (topic_id(&name), t.num_partitions.max(self.config.partitions))
+                    (
+                        topic_id(&name),
+                        t.num_partitions.max(self.config.partitions),
+                    )
                 } else {
                     self.with_topic(&name, Some(t.num_partitions), |s| {
                         (s.id, s.next_offsets.len() as i32)
@@ -396,25 +418,26 @@ impl State {
                     .iter()
                     .map(|data| {
                         let records = record_count(data.records.as_ref());
-                        let outcome: Result<i64, ResponseError> = self.with_topic(&name, None, |t| {
-                            let next = usize::try_from(data.index)
-                                .ok()
-                                .and_then(|i| t.next_offsets.get_mut(i))
-                                .ok_or(ResponseError::UnknownTopicOrPartition)?;
-                            let count = records?;
-                            let base = *next;
-                            *next += count;
-                            Ok(base)
-                        });
+                        let outcome: Result<i64, ResponseError> =
+                            self.with_topic(&name, None, |t| {
+                                let next = usize::try_from(data.index)
+                                    .ok()
+                                    .and_then(|i| t.next_offsets.get_mut(i))
+                                    .ok_or(ResponseError::UnknownTopicOrPartition)?;
+                                let count = records?;
+                                let base = *next;
+                                *next += count;
+                                Ok(base)
+                            });
                         let response = PartitionProduceResponse::default().with_index(data.index);
                         match outcome {
                             Ok(base) if version >= 5 => {
                                 response.with_base_offset(base).with_log_start_offset(0)
                             }
                             Ok(base) => response.with_base_offset(base),
-                            Err(error) => response
-                                .with_error_code(error.code())
-                                .with_base_offset(-1),
+                            Err(error) => {
+                                response.with_error_code(error.code()).with_base_offset(-1)
+                            }
                         }
                     })
                     .collect();

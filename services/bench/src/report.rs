@@ -135,7 +135,11 @@ impl Summary {
             }
         }
         if self.failed_records > 0 {
-            let _ = writeln!(text, "  failed       {} records", grouped(self.failed_records));
+            let _ = writeln!(
+                text,
+                "  failed       {} records",
+                grouped(self.failed_records)
+            );
         }
         text
     }
@@ -145,8 +149,7 @@ impl Summary {
 /// (the reader went away) is not an error.
 pub fn emit<T: Serialize>(json: bool, summary: &T, text: &str) -> Result<(), BenchError> {
     let mut out = if json {
-        serde_json::to_string(summary)
-            .map_err(|e| BenchError::Output(std::io::Error::other(e)))?
+        serde_json::to_string(summary).map_err(|e| BenchError::Output(std::io::Error::other(e)))?
     } else {
         text.to_string()
     };
@@ -160,7 +163,10 @@ pub fn emit<T: Serialize>(json: bool, summary: &T, text: &str) -> Result<(), Ben
 /// an error.
 pub fn print_stdout(text: &str) -> Result<(), BenchError> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(BenchError::Output(e)),
@@ -172,7 +178,7 @@ pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -197,10 +203,8 @@ impl Progress {
             let start = Instant::now();
             let mut last: Vec<(u64, u64)> = sides.iter().map(|_| (0, 0)).collect();
             let mut last_at = start;
-            let mut tick = tokio::time::interval_at(
-                start + Duration::from_secs(1),
-                Duration::from_secs(1),
-            );
+            let mut tick =
+                tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
             loop {
                 let now = tick.tick().await;
                 let secs = now.duration_since(last_at).as_secs_f64().max(1e-9);

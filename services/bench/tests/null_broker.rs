@@ -75,8 +75,18 @@ async fn flat_out_produce_counts_every_record() {
     let summary = produce_with(
         &broker,
         &[
-            "--topic", "flat", "--records", "20000", "--record-size", "100", "--batch-bytes",
-            "16384", "--clients", "2", "--max-in-flight", "4",
+            "--topic",
+            "flat",
+            "--records",
+            "20000",
+            "--record-size",
+            "100",
+            "--batch-bytes",
+            "16384",
+            "--clients",
+            "2",
+            "--max-in-flight",
+            "4",
         ],
     )
     .await
@@ -94,8 +104,18 @@ async fn fixed_rate_produce_counts_every_record() {
     let summary = produce_with(
         &broker,
         &[
-            "--topic", "rate", "--records", "3000", "--record-size", "100", "--rate", "1",
-            "--linger", "2ms", "--partitions", "4",
+            "--topic",
+            "rate",
+            "--records",
+            "3000",
+            "--record-size",
+            "100",
+            "--rate",
+            "1",
+            "--linger",
+            "2ms",
+            "--partitions",
+            "4",
         ],
     )
     .await
@@ -108,7 +128,16 @@ async fn acks_zero_and_compression_are_counted_too() {
     let broker = Broker::start(3).await;
     let summary = produce_with(
         &broker,
-        &["--topic", "zero", "--records", "5000", "--record-size", "200", "--acks", "0"],
+        &[
+            "--topic",
+            "zero",
+            "--records",
+            "5000",
+            "--record-size",
+            "200",
+            "--acks",
+            "0",
+        ],
     )
     .await
     .expect("runs");
@@ -117,14 +146,25 @@ async fn acks_zero_and_compression_are_counted_too() {
         let summary = produce_with(
             &broker,
             &[
-                "--topic", compression, "--records", "5000", "--record-size", "200",
-                "--payload", "compressible", "--compression", compression,
+                "--topic",
+                compression,
+                "--records",
+                "5000",
+                "--record-size",
+                "200",
+                "--payload",
+                "compressible",
+                "--compression",
+                compression,
             ],
         )
         .await
         .expect("runs");
         assert_adds_up(&summary, 5000, 200);
-        assert!(summary.wire_bytes < summary.bytes, "{compression}: {summary:#?}");
+        assert!(
+            summary.wire_bytes < summary.bytes,
+            "{compression}: {summary:#?}"
+        );
     }
 }
 
@@ -133,7 +173,14 @@ async fn a_timed_run_stops_and_counts_what_was_acknowledged() {
     let broker = Broker::start(1).await;
     let summary = produce_with(
         &broker,
-        &["--topic", "timed", "--duration", "300ms", "--record-size", "512"],
+        &[
+            "--topic",
+            "timed",
+            "--duration",
+            "300ms",
+            "--record-size",
+            "512",
+        ],
     )
     .await
     .expect("runs");
@@ -141,7 +188,15 @@ async fn a_timed_run_stops_and_counts_what_was_acknowledged() {
     assert_adds_up(&summary, summary.records, 512);
     assert!(summary.duration_s >= 0.3, "{summary:#?}");
     let json = serde_json::to_value(&summary).expect("serialises");
-    for key in ["records", "bytes", "duration_s", "records_per_s", "mb_per_s", "latency_ms", "errors"] {
+    for key in [
+        "records",
+        "bytes",
+        "duration_s",
+        "records_per_s",
+        "mb_per_s",
+        "latency_ms",
+        "errors",
+    ] {
         assert!(json.get(key).is_some(), "{key} missing from {json}");
     }
     assert!(json["latency_ms"].get("p99_9").is_some(), "{json}");
@@ -154,8 +209,18 @@ async fn consuming_from_the_null_broker_reads_nothing_without_error() {
         .await
         .expect("runs");
     let cli = ConsumeCli::try_parse_from([
-        "consume", "--bootstrap", &broker.address, "--topic", "empty", "--from", "0",
-        "--duration", "300ms", "--max-wait", "50ms", "--quiet",
+        "consume",
+        "--bootstrap",
+        &broker.address,
+        "--topic",
+        "empty",
+        "--from",
+        "0",
+        "--duration",
+        "300ms",
+        "--max-wait",
+        "50ms",
+        "--quiet",
     ])
     .expect("valid arguments");
     let summary = consume(&cli.args, CancellationToken::new())
@@ -163,7 +228,10 @@ async fn consuming_from_the_null_broker_reads_nothing_without_error() {
         .expect("runs");
     assert_eq!(summary.records, 0);
     assert!(summary.errors.is_empty(), "{summary:#?}");
-    assert!(summary.latency_ms.samples > 0, "fetches were timed: {summary:#?}");
+    assert!(
+        summary.latency_ms.samples > 0,
+        "fetches were timed: {summary:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,14 +250,22 @@ async fn failures_are_errors_with_messages() {
     .await
     .expect_err("nothing listens there");
     assert!(
-        error.to_string().contains(&format!("cannot connect to {address}")),
+        error
+            .to_string()
+            .contains(&format!("cannot connect to {address}")),
         "{error}"
     );
 
     // the null broker does not do ListOffsets, which --from earliest needs
     let broker = Broker::start(1).await;
     let cli = ConsumeCli::try_parse_from([
-        "consume", "--bootstrap", &broker.address, "--topic", "t", "--until-end", "--quiet",
+        "consume",
+        "--bootstrap",
+        &broker.address,
+        "--topic",
+        "t",
+        "--until-end",
+        "--quiet",
     ])
     .expect("valid arguments");
     let error = consume(&cli.args, CancellationToken::new())
