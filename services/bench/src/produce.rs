@@ -134,7 +134,11 @@ impl ProducerRun {
             });
             let plan = ClientPlan {
                 partitions,
-                limit: limits.records.map(|total| share(total, clients, index)),
+                limit: client_limit(
+                    limits.records.map(|total| share(total, clients, index)),
+                    schedule.as_ref(),
+                    limits.effective_duration().map(|d| started + d),
+                ),
                 schedule,
             };
             let builder = BatchBuilder::new(
@@ -191,6 +195,26 @@ pub async fn join_all(tasks: &mut JoinSet<Result<(), BenchError>>) -> Result<(),
     Ok(())
 }
 
+/// The records a client produces: its share of `--records`, and at a fixed rate no record
+/// due at or after the end of the run, so a timed run produces exactly rate x duration
+/// however late the stop signal is noticed.
+fn client_limit(
+    share: Option<u64>,
+    schedule: Option<&Schedule>,
+    end: Option<Instant>,
+) -> Option<u64> {
+    let in_time = match (schedule, end) {
+        (Some(schedule), Some(end)) => {
+            Some(schedule.due_count(end.checked_sub(Duration::from_nanos(1)).unwrap_or(end)))
+        }
+        _ => None,
+    };
+    match (share, in_time) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Client `index`'s share of `total` among `parts` (the first ones get the remainder).
 fn share(total: u64, parts: usize, index: usize) -> u64 {
     let parts = parts.max(1) as u64;
@@ -207,5 +231,16 @@ mod tests {
         assert_eq!(shares, vec![4, 3, 3]);
         assert_eq!(shares.iter().sum::<u64>(), 10);
         assert_eq!(share(2, 4, 3), 0);
+    }
+
+    #[test]
+    fn a_timed_fixed_rate_run_produces_rate_times_duration() {
+        let start = Instant::now();
+        let schedule = Schedule::new(start, 1000.0);
+        let end = Some(start + Duration::from_secs(2));
+        assert_eq!(client_limit(None, Some(&schedule), end), Some(2000));
+        assert_eq!(client_limit(Some(500), Some(&schedule), end), Some(500));
+        assert_eq!(client_limit(Some(500), None, end), Some(500));
+        assert_eq!(client_limit(None, None, end), None);
     }
 }
