@@ -19,9 +19,9 @@ use crate::cluster::{existing_topic, list_offsets, share_out, TopicLayout, EARLI
 use crate::connection::Connection;
 use crate::consumer::{run_fetcher, EndOffsets, FetchSettings, LatencySource};
 use crate::error::BenchError;
-use crate::produce::join_all;
 use crate::report::{Progress, Summary};
 use crate::stats::Stats;
+use crate::tasks::join_all;
 
 /// What consumer latency measures in `strata bench consume`.
 pub const FETCH_LATENCY: &str = "fetch request -> fetch response";

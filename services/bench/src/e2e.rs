@@ -16,9 +16,10 @@ use crate::cluster::{list_offsets, LATEST};
 use crate::consume::{fetch_settings, spawn_fetchers};
 use crate::consumer::LatencySource;
 use crate::error::BenchError;
-use crate::produce::{join_all, prepare_topic, ProducerRun, PRODUCE_LATENCY};
+use crate::produce::{prepare_topic, ProducerRun, PRODUCE_LATENCY};
 use crate::report::{E2eSummary, Progress, Summary};
 use crate::stats::Stats;
+use crate::tasks::join_all;
 use crate::wall_clock::WallClock;
 
 /// What consumer latency measures in `strata bench e2e`.

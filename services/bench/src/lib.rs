@@ -33,6 +33,7 @@ mod producer;
 mod rate;
 mod report;
 mod stats;
+mod tasks;
 mod wall_clock;
 
 pub use args::{

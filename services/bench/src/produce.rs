@@ -19,6 +19,7 @@ use crate::producer::{run_client, ClientPlan, ProducerSettings};
 use crate::rate::Schedule;
 use crate::report::{Progress, Summary};
 use crate::stats::Stats;
+use crate::tasks::join_all;
 use crate::wall_clock::WallClock;
 
 /// What producer latency measures.
@@ -179,20 +180,6 @@ impl ProducerRun {
         }
         result.map(|()| elapsed)
     }
-}
-
-/// Waits for every task; on the first failure aborts the others and returns it.
-pub async fn join_all(tasks: &mut JoinSet<Result<(), BenchError>>) -> Result<(), BenchError> {
-    while let Some(joined) = tasks.join_next().await {
-        let failure = match joined {
-            Ok(Ok(())) => continue,
-            Ok(Err(error)) => error,
-            Err(error) => BenchError::Task(error.to_string()),
-        };
-        tasks.abort_all();
-        return Err(failure);
-    }
-    Ok(())
 }
 
 /// The records a client produces: its share of `--records`, and at a fixed rate no record
