@@ -31,6 +31,8 @@ pub enum Command {
     Topic(crate::topic_cmd::TopicArgs),
     /// Inspect consumer groups and reset their offsets.
     Group(crate::group_cmd::GroupArgs),
+    /// Generate Kafka-protocol load: produce, consume, e2e, or run a null broker.
+    Bench(strata_bench::BenchArgs),
 }
 
 /// Settings of `strata dev`.
@@ -233,5 +235,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => crate::serve::agent(args).await,
         Command::Topic(args) => crate::topic_cmd::run(args).await,
         Command::Group(args) => crate::group_cmd::run(args).await,
+        Command::Bench(args) => Ok(strata_bench::run(args).await?),
     }
 }
