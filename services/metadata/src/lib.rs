@@ -17,6 +17,7 @@ pub mod metrics;
 mod objects;
 pub mod postgres;
 pub mod producer_sequence;
+pub mod replace_rules;
 pub mod retention;
 pub mod retention_rules;
 pub mod segment_pb;
