@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod commit_plan;
+mod compaction;
 pub mod group_commit;
 pub mod groups;
 pub mod leadership;
