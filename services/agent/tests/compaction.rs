@@ -249,11 +249,18 @@ async fn objects(agent: &Agent) -> Vec<String> {
     listed.into_iter().map(|m| m.location.to_string()).collect()
 }
 
-fn settings() -> CompactionSettings {
+/// Settings whose target holds a whole partition of the test's data (so each partition
+/// becomes one object), whatever the exact size of the test's batches.
+async fn settings_for(agent: &Agent) -> CompactionSettings {
+    let raw: u64 = rows(agent, 0)
+        .await
+        .iter()
+        .map(|r| u64::from(r.raw_length))
+        .sum();
     CompactionSettings {
         interval: Duration::from_secs(1),
         min_age: Duration::from_secs(600),
-        target_bytes: 16 << 20,
+        target_bytes: raw + 16,
         zstd_level: 1,
     }
 }
@@ -290,9 +297,10 @@ async fn collect(agent: &Agent, clock: &ManualClock) -> Vec<String> {
 async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order() {
     let (agent, clock, mut conn) = setup().await;
     assert_eq!(rows(&agent, 0).await.len(), SEGMENTS);
+    let settings = settings_for(&agent).await;
     let reader = compactor::compaction_reader(&agent);
     let metrics = compactor::CompactionMetrics::default();
-    let young = compactor::compact_once(&agent, &reader, &settings(), &metrics)
+    let young = compactor::compact_once(&agent, &reader, &settings, &metrics)
         .await
         .unwrap();
     assert_eq!(
@@ -312,7 +320,7 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
             }
         })
     };
-    let done = compactor::compact_once(&agent, &reader, &settings(), &metrics)
+    let done = compactor::compact_once(&agent, &reader, &settings, &metrics)
         .await
         .unwrap();
     kafka_reader.await.unwrap();
@@ -332,7 +340,7 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
     // the old segments are now unreferenced and collected; the compacted ones stay
     assert_eq!(collect(&agent, &clock).await.len(), PARTITIONS as usize);
     assert_every_record_once_in_order(&mut conn).await;
-    let again = compactor::compact_once(&agent, &reader, &settings(), &metrics)
+    let again = compactor::compact_once(&agent, &reader, &settings, &metrics)
         .await
         .unwrap();
     assert_eq!(again.objects, 0, "large rows are left alone");
@@ -342,6 +350,7 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
 async fn a_killed_compactor_leaves_no_corruption_and_its_work_is_picked_up_again() {
     let (agent, clock, mut conn) = setup().await;
     clock.advance(Duration::from_secs(601));
+    let settings = settings_for(&agent).await;
     let reader = compactor::compaction_reader(&agent);
     let metrics = compactor::CompactionMetrics::default();
     // killed between its upload and its swap: an uncommitted object, the index unchanged
@@ -361,11 +370,11 @@ async fn a_killed_compactor_leaves_no_corruption_and_its_work_is_picked_up_again
     };
     let before = rows(&agent, 0).await;
     let limits = compactor::PlanLimits {
-        target_bytes: settings().target_bytes,
+        target_bytes: settings.target_bytes,
         written_before_ms: clock.now_millis() - 600_000,
     };
     let group = compactor::plan_groups(&before, &limits).remove(0);
-    let orphan = compactor::write_object(&agent, &reader, &settings(), &p0, group)
+    let orphan = compactor::write_object(&agent, &reader, &settings, &p0, group)
         .await
         .unwrap();
     assert_eq!(rows(&agent, 0).await, before);
@@ -378,13 +387,13 @@ async fn a_killed_compactor_leaves_no_corruption_and_its_work_is_picked_up_again
     for micros in [50, 500, 2_000, 5_000, 20_000] {
         let _ = tokio::time::timeout(
             Duration::from_micros(micros),
-            compactor::compact_once(&agent, &reader, &settings(), &metrics),
+            compactor::compact_once(&agent, &reader, &settings, &metrics),
         )
         .await;
         assert_every_record_once_in_order(&mut conn).await;
     }
     // the next whole pass finishes the work
-    compactor::compact_once(&agent, &reader, &settings(), &metrics)
+    compactor::compact_once(&agent, &reader, &settings, &metrics)
         .await
         .unwrap();
     for p in 0..PARTITIONS {

@@ -5,7 +5,9 @@
 //! timestamps (retention.ms falls back on the object's commit time for rows without, and a
 //! compacted object's commit time is later than the rows': merging them would extend their
 //! life). A group's raw bytes stay within the target, so it becomes one chunk of one new
-//! object and one index row.
+//! object and one index row. A run at the end of what is old enough, which later rows may
+//! still extend, waits until it fills half the target, so a partition's slowly growing
+//! tail is not rewritten at every pass.
 
 use strata_proto::metadata::v1::IndexedChunk;
 use strata_segment::naming::segment_key_time;
@@ -22,41 +24,64 @@ pub struct PlanLimits {
 
 /// True when `row` may join a group.
 fn eligible(row: &IndexedChunk, limits: &PlanLimits) -> bool {
+    small(row, limits) && row.max_timestamp >= 0 && old_enough(row, limits)
+}
+
+fn small(row: &IndexedChunk, limits: &PlanLimits) -> bool {
     u64::from(row.raw_length).saturating_mul(2) < limits.target_bytes
-        && row.max_timestamp >= 0
-        && segment_key_time(&row.object_key).is_some_and(|t| t <= limits.written_before_ms)
+}
+
+fn old_enough(row: &IndexedChunk, limits: &PlanLimits) -> bool {
+    segment_key_time(&row.object_key).is_some_and(|t| t <= limits.written_before_ms)
+}
+
+/// A run of eligible rows being gathered.
+#[derive(Default)]
+struct Run {
+    rows: Vec<IndexedChunk>,
+    bytes: u64,
+}
+
+impl Run {
+    /// Ends the run. A run that later rows may still extend (`open`: it ends at a row too
+    /// young, or at the end of the log) becomes a group only once it fills half an object,
+    /// so a slowly growing tail is not rewritten again at every pass; a run ended for good
+    /// (by a large row, a gap, an untimed row, or a full object) needs two rows.
+    fn close(&mut self, open: bool, limits: &PlanLimits, groups: &mut Vec<Vec<IndexedChunk>>) {
+        let worth = !open || self.bytes.saturating_mul(2) >= limits.target_bytes;
+        if self.rows.len() >= 2 && worth {
+            groups.push(std::mem::take(&mut self.rows));
+        }
+        self.rows.clear();
+        self.bytes = 0;
+    }
 }
 
 /// Splits `rows` (one partition's, in offset order) into groups to compact, in order.
+///
+/// Every byte is rewritten about once: groups are at most `target_bytes`, rows of half of
+/// it are never regrouped, and a run that may still grow waits until it is half full.
 pub fn plan_groups(rows: &[IndexedChunk], limits: &PlanLimits) -> Vec<Vec<IndexedChunk>> {
     let mut groups = Vec::new();
-    let mut current: Vec<IndexedChunk> = Vec::new();
-    let mut bytes = 0u64;
-    let close = |current: &mut Vec<IndexedChunk>, groups: &mut Vec<Vec<IndexedChunk>>| {
-        if current.len() >= 2 {
-            groups.push(std::mem::take(current));
-        } else {
-            current.clear();
-        }
-    };
+    let mut run = Run::default();
     for row in rows {
-        let size = u64::from(row.raw_length);
         if !eligible(row, limits) {
-            close(&mut current, &mut groups);
-            bytes = 0;
+            let open = small(row, limits) && row.max_timestamp >= 0 && !old_enough(row, limits);
+            run.close(open, limits, &mut groups);
             continue;
         }
-        let follows = current
+        let size = u64::from(row.raw_length);
+        let follows = run
+            .rows
             .last()
             .is_none_or(|last| last.end_offset == row.base_offset);
-        if !follows || bytes + size > limits.target_bytes {
-            close(&mut current, &mut groups);
-            bytes = 0;
+        if !follows || run.bytes + size > limits.target_bytes {
+            run.close(false, limits, &mut groups);
         }
-        bytes += size;
-        current.push(row.clone());
+        run.bytes += size;
+        run.rows.push(row.clone());
     }
-    close(&mut current, &mut groups);
+    run.close(true, limits, &mut groups);
     groups
 }
 
@@ -113,11 +138,29 @@ mod tests {
             row(7, 8, 10, 10),
             row(9, 10, 10, 10), // a gap (log start inside, or a row being replaced)
             row(10, 11, 10, 10),
+            row(11, 12, 90, 10), // not small: the run before it is closed for good
         ];
         assert_eq!(
             bases(&plan_groups(&rows, &LIMITS)),
             [vec![0, 1], vec![9, 10]]
         );
+    }
+
+    #[test]
+    fn a_run_that_may_still_grow_waits_until_half_full() {
+        let tail: Vec<IndexedChunk> = (0..4).map(|i| row(i, i + 1, 10, 10)).collect();
+        assert!(
+            plan_groups(&tail, &LIMITS).is_empty(),
+            "40 bytes at the end of the log"
+        );
+        let mut young = tail.clone();
+        young.push(row(4, 5, 10, 2_000));
+        assert!(
+            plan_groups(&young, &LIMITS).is_empty(),
+            "40 bytes before young rows"
+        );
+        let half: Vec<IndexedChunk> = (0..5).map(|i| row(i, i + 1, 10, 10)).collect();
+        assert_eq!(bases(&plan_groups(&half, &LIMITS)), [vec![0, 1, 2, 3, 4]]);
     }
 
     #[test]
