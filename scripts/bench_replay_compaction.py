@@ -213,6 +213,8 @@ def main() -> int:
             time.sleep(1)
         results["rows_replaced"] = last
         results["compacted_objects"] = node.metric("strata_agent_compaction_objects_total")
+        results["compacted_bytes"] = node.metric("strata_agent_compaction_bytes_total")
+        results["compaction_failures"] = node.metric("strata_agent_compaction_failures_total")
         total, secs = replay(node.bootstrap, args.partitions, per_partition, check=True)
         results["compacted_replay_mb_s"] = round(total / secs / 1e6, 1)
         results["segment_objects_at_end"] = node.segment_objects()  # old ones wait out the grace
