@@ -55,6 +55,12 @@ pub struct AgentConfig {
     /// How long a registration lasts without renewal: an agent that stops heartbeating
     /// drops out of Metadata responses after this long.
     pub agent_lease: Duration,
+    /// Time between compaction passes; zero disables the compactor.
+    pub compaction_interval: Duration,
+    /// Only segment objects written at least this long ago are compacted.
+    pub compaction_min_age: Duration,
+    /// Most raw bytes of record batches in one compacted object (one chunk, one index row).
+    pub compaction_target_bytes: u64,
 }
 
 impl Default for AgentConfig {
@@ -82,6 +88,9 @@ impl Default for AgentConfig {
             gc_interval: Duration::from_secs(5 * 60),
             orphan_grace: Duration::from_secs(15 * 60),
             unreferenced_grace: Duration::from_secs(10 * 60),
+            compaction_interval: Duration::from_secs(5 * 60),
+            compaction_min_age: Duration::from_secs(10 * 60),
+            compaction_target_bytes: 16 * 1024 * 1024,
         }
     }
 }

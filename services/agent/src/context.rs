@@ -156,6 +156,18 @@ impl Agent {
                 self.background.clone(),
             );
         }
+        if !self.config.compaction_interval.is_zero() {
+            crate::compactor::spawn(
+                Arc::clone(&self),
+                crate::compactor::CompactionSettings {
+                    interval: self.config.compaction_interval,
+                    min_age: self.config.compaction_min_age,
+                    target_bytes: self.config.compaction_target_bytes.max(1),
+                    zstd_level: self.config.zstd_level,
+                },
+                self.background.clone(),
+            );
+        }
         let stop = self.stopping.clone();
         let tracker = TaskTracker::new();
         let accepting = tokio::spawn(crate::server::accept_loop(

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod compactor;
 pub mod config;
 pub mod ingest;
 pub mod metadata_client;

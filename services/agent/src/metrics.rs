@@ -66,6 +66,8 @@ pub struct AgentMetrics {
     pub orphans_deleted: Counter,
     /// Unreferenced segment objects deleted (retention, DeleteRecords, deleted topics).
     pub unreferenced_deleted: Counter,
+    /// The compactor's counters.
+    pub compaction: crate::compactor::CompactionMetrics,
 }
 
 impl Default for AgentMetrics {
@@ -89,6 +91,7 @@ impl Default for AgentMetrics {
             cache_misses: Counter::default(),
             orphans_deleted: Counter::default(),
             unreferenced_deleted: Counter::default(),
+            compaction: crate::compactor::CompactionMetrics::default(),
         }
     }
 }
@@ -96,6 +99,7 @@ impl Default for AgentMetrics {
 impl AgentMetrics {
     /// Registers every family under `strata_agent_*`.
     pub fn register(&self, registry: &mut Registry) {
+        self.compaction.register(registry);
         let r = registry.sub_registry_with_prefix("strata_agent");
         r.register("requests", "Kafka requests by API", self.requests.clone());
         r.register(

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::store::*;
 
+mod compaction;
 mod retention;
+pub use self::compaction::*;
 pub use self::retention::*;
 
 fn topic(name: &str, id: u8, partitions: i32) -> TopicRecord {
@@ -603,6 +605,8 @@ macro_rules! store_conformance_tests {
             multi_partition_objects_stay_referenced_while_any_row_does,
             deleted_topics_and_forgotten_objects,
             objects_without_rows_can_be_marked,
+            replace_chunks_swaps_rows_atomically,
+            replace_chunks_conflicts_change_nothing,
             topic_configs_change
         );
     };

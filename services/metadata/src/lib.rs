@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod commit_plan;
+mod compaction;
 pub mod group_commit;
 pub mod groups;
 pub mod leadership;
@@ -17,6 +18,7 @@ pub mod metrics;
 mod objects;
 pub mod postgres;
 pub mod producer_sequence;
+pub mod replace_rules;
 pub mod retention;
 pub mod retention_rules;
 pub mod segment_pb;

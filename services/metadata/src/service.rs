@@ -615,6 +615,19 @@ impl MetadataService for MetadataServiceImpl {
         Ok(Response::new(response))
     }
 
+    async fn replace_chunks(
+        &self,
+        request: Request<pb::ReplaceChunksRequest>,
+    ) -> Result<Response<pb::ReplaceChunksResponse>, Status> {
+        let response = crate::compaction::replace(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(response))
+    }
+
     type WatchHighWatermarksStream = WatchStream;
 
     async fn watch_high_watermarks(

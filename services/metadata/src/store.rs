@@ -11,8 +11,12 @@
 //!   wholly below it are removed in the transaction that moves it; a row holding the log
 //!   start itself stays (Kafka also drops only whole segments).
 //! - An object is listed as unreferenced only once no index row names it. Rows are only
-//!   ever added by the commit of their own object, so an unreferenced object stays so;
-//!   deleting it from the bucket can never lose a record at or above a log start.
+//!   ever added by the commit of their own object (CommitSegment, or the ReplaceChunks that
+//!   records a compacted object), so an unreferenced object stays so; deleting it from the
+//!   bucket can never lose a record at or above a log start.
+//! - [`MetadataStore::replace_chunks`] swaps a run of a partition's index rows for rows of
+//!   one new object covering exactly the same offsets, atomically: a reader sees either the
+//!   old rows or the new ones, never a gap, an overlap or a moved offset.
 
 use std::collections::BTreeMap;
 
@@ -303,6 +307,62 @@ pub struct UnreferencedObject {
     pub committed_at_ms: i64,
 }
 
+/// A run of index rows a compaction expects to replace, as it read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedRow {
+    /// First offset of the row.
+    pub base_offset: i64,
+    /// One past the row's last offset.
+    pub end_offset: i64,
+    /// The object the row points into.
+    pub object_key: String,
+}
+
+/// The object a compaction wrote, whose rows replace older ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacementObject {
+    /// Object key, never reused (a fresh segment key).
+    pub object_key: String,
+    /// Object size in bytes.
+    pub object_size: u64,
+    /// When it is recorded (the metadata service's clock).
+    pub committed_at_ms: i64,
+}
+
+/// A request to swap a partition's index rows for rows of a compacted object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkReplacement {
+    /// The partition whose rows are swapped.
+    pub partition: PartitionId,
+    /// The rows to replace, in offset order, back to back.
+    pub expected: Vec<ExpectedRow>,
+    /// The new object.
+    pub object: ReplacementObject,
+    /// The new rows, all in `object`, in offset order, back to back, covering exactly the
+    /// offsets of `expected`.
+    pub rows: Vec<ChunkRow>,
+}
+
+/// What [`MetadataStore::replace_chunks`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplaceOutcome {
+    /// The rows were swapped; `unreferenced` lists the old objects no row names any more.
+    Replaced {
+        /// Objects recorded as unreferenced by this call.
+        unreferenced: Vec<String>,
+    },
+    /// The new object was recorded before (a retry after success): nothing changed.
+    AlreadyApplied,
+    /// The partition's rows in that range are not the expected ones (retention, another
+    /// compactor, a deleted topic): nothing changed and the new object is not recorded.
+    Conflict {
+        /// What differed.
+        reason: String,
+    },
+    /// The partition does not exist; nothing changed.
+    UnknownPartition,
+}
+
 /// A change to one topic config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigChange {
@@ -445,6 +505,17 @@ pub trait MetadataStore: Send + Sync + 'static {
         object_keys: Vec<String>,
         committed_before_ms: i64,
     ) -> Result<Vec<String>, StoreError>;
+    /// Compaction's swap: in one transaction, replaces the partition's index rows in the
+    /// range of `replacement.expected` by `replacement.rows` and records the new object as
+    /// committed, provided the rows found there are exactly the expected ones (else
+    /// `Conflict`, nothing changed). Old objects left with no row become unreferenced.
+    /// Idempotent by the new object's key: once recorded, later calls return
+    /// `AlreadyApplied`. A malformed request (rows not covering exactly the expected
+    /// offsets back to back, rows outside the new object) is `InvalidRequest`.
+    async fn replace_chunks(
+        &self,
+        replacement: ChunkReplacement,
+    ) -> Result<ReplaceOutcome, StoreError>;
     /// Applies `changes` to a topic's explicitly set configs, in order and in one
     /// transaction, and returns the topic after. The values are not checked here (see
     /// [`crate::topic_rules::validate_configs`]). `TopicNotFound` when it does not exist.

@@ -225,6 +225,17 @@ pub struct AgentArgs {
     /// Cluster id reported to clients.
     #[arg(long, env = "STRATA_CLUSTER_ID", default_value = "strata")]
     pub cluster_id: String,
+    /// Time between compaction passes (small segments rewritten into large per-partition
+    /// objects, for the partitions this agent leads); 0 disables compaction.
+    #[arg(long, env = "STRATA_COMPACTION_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub compaction_interval: Duration,
+    /// Only segment objects written at least this long ago are compacted.
+    #[arg(long, env = "STRATA_COMPACTION_MIN_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub compaction_min_age: Duration,
+    /// Most raw bytes of record batches in one compacted object (one chunk, one index row);
+    /// rows of at least half of it are not compacted.
+    #[arg(long, env = "STRATA_COMPACTION_TARGET_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub compaction_target_bytes: u64,
 }
 
 /// Runs the chosen command.

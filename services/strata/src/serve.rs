@@ -272,6 +272,9 @@ async fn start_agent(
         orphan_grace: args.orphan_grace,
         unreferenced_grace: args.unreferenced_grace,
         agent_lease: args.agent_lease.max(args.heartbeat_interval),
+        compaction_interval: args.compaction_interval,
+        compaction_min_age: args.compaction_min_age,
+        compaction_target_bytes: args.compaction_target_bytes,
         ..AgentConfig::default()
     };
     tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");

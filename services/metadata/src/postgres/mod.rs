@@ -51,6 +51,7 @@ mod group_offsets;
 mod lease;
 mod lookup;
 mod migrate;
+mod replace;
 mod retention;
 mod tls;
 mod topics;
@@ -72,9 +73,10 @@ pub use self::migrate::SCHEMA_VERSION;
 pub use self::tls::ServerVerification;
 pub use self::url::{redacted, PostgresUrl, DEFAULT_POOL_SIZE};
 use crate::store::{
-    ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome, LogStartTarget,
-    MetadataStore, PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy,
-    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
+    ChunkReplacement, ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome,
+    LogStartTarget, MetadataStore, PartitionId, PartitionOffsets, ProducerRejection,
+    ReplaceOutcome, RetentionPolicy, SegmentCommit, StoreError, TimestampQuery, TopicId,
+    TopicRecord, UnreferencedObject,
 };
 
 /// Attempts of a transaction that PostgreSQL aborted as a serialization failure or deadlock.
@@ -468,6 +470,16 @@ impl MetadataStore for PostgresStore {
     ) -> Result<Vec<String>, StoreError> {
         let keys = &object_keys;
         self.write(|client| retention::forget(client, keys, committed_before_ms))
+            .await
+    }
+
+    async fn replace_chunks(
+        &self,
+        replacement: ChunkReplacement,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        crate::replace_rules::validate(&replacement)?;
+        let replacement = &replacement;
+        self.write(|client| replace::replace(client, replacement))
             .await
     }
 

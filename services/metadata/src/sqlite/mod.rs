@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::{
-    ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome, LogStartTarget,
-    MetadataStore, PartitionId, PartitionOffsets, ProducerRejection, RetentionPolicy,
-    SegmentCommit, StoreError, TimestampQuery, TopicId, TopicRecord, UnreferencedObject,
+    ChunkReplacement, ChunkRow, CommitOutcome, CommittedOffset, ConfigChange, LogStartOutcome,
+    LogStartTarget, MetadataStore, PartitionId, PartitionOffsets, ProducerRejection,
+    ReplaceOutcome, RetentionPolicy, SegmentCommit, StoreError, TimestampQuery, TopicId,
+    TopicRecord, UnreferencedObject,
 };
 
 const SCHEMA: &str = "
@@ -203,6 +204,7 @@ fn chunk_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChunkRow> {
 
 mod commit;
 mod configs;
+mod replace;
 mod retention;
 
 fn offsets_of(tx: &Connection, p: &PartitionId) -> Result<Option<PartitionOffsets>, StoreError> {
@@ -645,6 +647,15 @@ impl MetadataStore for SqliteStore {
         committed_before_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         self.in_transaction(move |tx| retention::forget(tx, &object_keys, committed_before_ms))
+            .await
+    }
+
+    async fn replace_chunks(
+        &self,
+        replacement: ChunkReplacement,
+    ) -> Result<ReplaceOutcome, StoreError> {
+        crate::replace_rules::validate(&replacement)?;
+        self.in_transaction(move |tx| replace::replace(tx, &replacement))
             .await
     }
 
