@@ -94,7 +94,13 @@ async fn fetch_once(
                     topic_id: topic.id.as_bytes().to_vec(),
                     partition: p.partition,
                     offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes.max(1) as u64,
+                    // a sequential reader also gets the rows read-ahead will load
+                    max_bytes: agent.read_ahead.lookup_bytes(
+                        topic.id,
+                        p.partition,
+                        p.fetch_offset,
+                        p.partition_max_bytes.max(1) as u64,
+                    ),
                 })
         })
         .collect();
@@ -125,14 +131,17 @@ async fn fetch_once(
         let mut partitions = Vec::with_capacity(w.request.partitions.len());
         for p in &w.request.partitions {
             let plan = match &w.topic {
-                Ok(topic) if topic.has_partition(p.partition) => {
-                    plans.next().ok_or(ResponseError::KafkaStorageError)
-                }
+                Ok(topic) if topic.has_partition(p.partition) => plans
+                    .next()
+                    .map(|plan| (topic.id, plan))
+                    .ok_or(ResponseError::KafkaStorageError),
                 Ok(_) => Err(ResponseError::UnknownTopicOrPartition),
                 Err(error) => Err(*error),
             };
             let data = match plan {
-                Ok(plan) => serve_partition(agent, p, plan, &mut remaining).await,
+                Ok((topic_id, plan)) => {
+                    serve_partition(agent, topic_id, p, plan, &mut remaining).await
+                }
                 Err(error) => Err(error),
             };
             let data = data.unwrap_or_else(|error| {
@@ -164,6 +173,7 @@ fn empty(partition: i32) -> PartitionData {
 
 async fn serve_partition(
     agent: &Agent,
+    topic_id: uuid::Uuid,
     request: &FetchPartition,
     plan: pb::PartitionChunks,
     remaining: &mut usize,
@@ -187,7 +197,10 @@ async fn serve_partition(
         (request.partition_max_bytes.max(0) as usize).min(*remaining)
     };
     let mut records = BytesMut::new();
+    let mut next_offset = None;
+    let mut rows_read = 0;
     for chunk in plan.chunks.iter().take_while(|_| *remaining > 0) {
+        rows_read += 1;
         let data = agent.reader.read(chunk).await.map_err(|error| {
             tracing::warn!(%error, key = %chunk.object_key, "chunk read failed");
             ResponseError::KafkaStorageError
@@ -197,12 +210,26 @@ async fn serve_partition(
         let room = budget.saturating_sub(records.len());
         let added = serve_batches(rows, chunk.base_offset, offset, room, &mut records)
             .map_err(|_| ResponseError::CorruptMessage)?;
-        // the budget stopped this chunk short, or is used up
-        if records.len() >= budget || (added == 0 && !records.is_empty()) {
+        next_offset = added.next_offset.or(next_offset);
+        // the budget stopped this chunk short, or is used up: a later chunk must not be
+        // served, or the batches left out of this one would be skipped
+        if added.budget_reached || records.len() >= budget {
             break;
         }
     }
     *remaining = remaining.saturating_sub(records.len());
+    if let Some(next) = next_offset {
+        let sequential = agent
+            .read_ahead
+            .is_sequential(topic_id, request.partition, offset);
+        agent
+            .read_ahead
+            .record_position(topic_id, request.partition, next)
+            .await;
+        if sequential {
+            agent.read_ahead.prefetch_rows(&plan.chunks[rows_read..]);
+        }
+    }
     Ok(empty(request.partition)
         .with_high_watermark(plan.high_watermark)
         .with_last_stable_offset(plan.high_watermark)
