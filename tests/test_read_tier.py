@@ -4,13 +4,19 @@ order, intact.
 
 The node runs with 1 MiB blocks (so a 64 MiB history is many blocks), a block cache larger
 than the history (so nothing is evicted and the bound is exact), and no decoded-chunk
-cache (so every chunk read goes through the block cache). No assertion depends on timing.
+cache (so every chunk read goes through the block cache). Segments are either large
+(the default 8 MiB `flush_bytes`: several blocks each) or small (768 KiB: one block
+each, so a partition's next rows are always in other objects). No assertion depends on
+timing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import shutil
+
+import pytest
 import threading
 import urllib.request
 from pathlib import Path
@@ -32,6 +38,7 @@ READ_TIER_ARGS = (
     "--read-cache-bytes", str(CACHE_BYTES),
     "--read-decoded-cache-bytes", "0",
 )
+SEGMENTS = {"large segments": (), "small segments": ("--flush-bytes", str(768 * 1024))}
 
 
 def value_of(partition: int, seq: int) -> bytes:
@@ -156,6 +163,12 @@ class Replay(threading.Thread):
         self.bytes += len(msg.value())
 
 
+def discard_data(strata) -> None:
+    """Stops the node and deletes its data: each test writes a 64 MiB history."""
+    strata.stop()
+    shutil.rmtree(strata.data_dir, ignore_errors=True)
+
+
 def replay_all(strata, topic: str, counts: dict[int, int], consumers: int) -> list[Replay]:
     barrier = threading.Barrier(consumers)
     replays = [Replay(strata.bootstrap, topic, counts, barrier) for _ in range(consumers)]
@@ -167,8 +180,9 @@ def replay_all(strata, topic: str, counts: dict[int, int], consumers: int) -> li
     return replays
 
 
-def test_twenty_consumers_of_one_history_cost_one_get_per_block(strata_factory):
-    strata = strata_factory(*READ_TIER_ARGS)
+@pytest.mark.parametrize("segments", SEGMENTS)
+def test_twenty_consumers_of_one_history_cost_one_get_per_block(strata_factory, segments):
+    strata = strata_factory(*READ_TIER_ARGS, *SEGMENTS[segments])
     counts = produce_history(strata, "replayed")
     objects, blocks = segment_blocks(strata)
     before = metrics(strata)
@@ -180,7 +194,7 @@ def test_twenty_consumers_of_one_history_cost_one_get_per_block(strata_factory):
         assert r.read == counts, f"consumer {i} read {r.read} of {counts}"
     after = metrics(strata)
     gets = bucket_gets(after) - bucket_gets(before)
-    print(f"{CONSUMERS} consumers: {gets:.0f} GETs, {objects} objects, {blocks} blocks; "
+    print(f"{segments}, {CONSUMERS} consumers: {gets:.0f} GETs, {objects} objects, {blocks} blocks; "
           + read_tier_summary(after))
     # every object holds data somebody read, and no block is read twice while cached
     assert objects <= gets <= blocks, \
@@ -193,10 +207,11 @@ def test_twenty_consumers_of_one_history_cost_one_get_per_block(strata_factory):
     hits = sample(after, "strata_agent_read_block_hits_total")
     misses = sample(after, "strata_agent_read_block_misses_total")
     assert misses <= gets and hits > misses
+    discard_data(strata)
 
 
 def test_a_sequential_replay_reads_ahead_and_uses_what_it_read(strata_factory):
-    strata = strata_factory(*READ_TIER_ARGS)
+    strata = strata_factory(*READ_TIER_ARGS, *SEGMENTS["small segments"])
     counts = produce_history(strata, "sequential")
     objects, blocks = segment_blocks(strata)
     before = metrics(strata)
@@ -214,3 +229,4 @@ def test_a_sequential_replay_reads_ahead_and_uses_what_it_read(strata_factory):
     assert issued > 0, "a replay of many segments never read ahead"
     assert used <= issued == prefetch_gets
     assert gets <= blocks, f"{gets:.0f} GETs for {blocks} blocks ({objects} objects)"
+    discard_data(strata)

@@ -2,8 +2,9 @@
 //!
 //! Setup (once): a metadata service (SQLite in memory, real gRPC on loopback), a bucket in a
 //! temporary directory, and one agent that produces `STRATA_BENCH_REPLAY_MB` MiB (default
-//! 64) of 1 KiB incompressible records over 4 partitions, in batches of 64 records (the
-//! segments are multi-partition, as written by a live agent).
+//! 64) of 1 KiB incompressible records over 4 partitions, in batches of 64 records, into
+//! multi-partition segments of about `STRATA_BENCH_SEGMENT_KB` KiB (default 256: the small
+//! segments of a lightly loaded agent; 8192 is a busy agent's `flush_bytes`).
 //!
 //! Each measured iteration starts a *fresh* agent (empty caches) on the same metadata and
 //! bucket and lets `C` consumers (one connection each, one fetch in flight, librdkafka's
@@ -14,7 +15,11 @@
 //!
 //! ```sh
 //! cargo bench -p strata-agent --bench replay -- --warm-up-time 1 --measurement-time 20
+//! STRATA_BENCH_SEGMENT_KB=8192 cargo bench -p strata-agent --bench replay -- --warm-up-time 1
 //! ```
+//!
+//! `STRATA_BENCH_COMPRESSIBLE=1` makes values compress about fourfold (zstd chunks), and
+//! `STRATA_BENCH_DECODED_CACHE_BYTES` sets the reading agent's decoded-chunk cache.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -69,6 +74,68 @@ impl XorShift {
         out.truncate(n);
         Bytes::from(out)
     }
+
+    /// `n` bytes of words drawn from a small vocabulary: compresses about fourfold.
+    fn text(&mut self, n: usize) -> Bytes {
+        const WORDS: [&str; 16] = [
+            "alpha ",
+            "bravo ",
+            "charlie ",
+            "delta ",
+            "echo ",
+            "foxtrot ",
+            "golf ",
+            "hotel ",
+            "india ",
+            "juliett ",
+            "kilo ",
+            "lima ",
+            "mike ",
+            "november ",
+            "oscar ",
+            "papa ",
+        ];
+        let mut out = Vec::with_capacity(n + 16);
+        while out.len() < n {
+            out.extend_from_slice(WORDS[(self.next() % 16) as usize].as_bytes());
+        }
+        out.truncate(n);
+        Bytes::from(out)
+    }
+}
+
+/// Benchmark settings from the environment.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    /// MiB of record batches in the topic (`STRATA_BENCH_REPLAY_MB`, 64).
+    history_mb: u64,
+    /// Segment object size in KiB (`STRATA_BENCH_SEGMENT_KB`, 256).
+    segment_kb: u64,
+    /// The reading agent's decoded-chunk cache (`STRATA_BENCH_DECODED_CACHE_BYTES`,
+    /// the agent's default).
+    decoded_cache_bytes: u64,
+    /// Values compress about fourfold instead of not at all (`STRATA_BENCH_COMPRESSIBLE=1`).
+    compressible: bool,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let setting = |name: &str, default: u64| -> u64 {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        Self {
+            history_mb: setting("STRATA_BENCH_REPLAY_MB", 64),
+            segment_kb: setting("STRATA_BENCH_SEGMENT_KB", 256),
+            decoded_cache_bytes: setting(
+                "STRATA_BENCH_DECODED_CACHE_BYTES",
+                AgentConfig::default().read_decoded_cache_bytes,
+            ),
+            compressible: setting("STRATA_BENCH_COMPRESSIBLE", 0) == 1,
+        }
+    }
 }
 
 struct Conn {
@@ -84,6 +151,11 @@ impl Conn {
     }
 
     async fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, body: &Q) -> R {
+        let id = self.send(api, version, body).await;
+        self.receive(api, version, id).await
+    }
+
+    async fn send<Q: Encodable>(&mut self, api: ApiKey, version: i16, body: &Q) -> i32 {
         let id = self.next_id;
         self.next_id += 1;
         let header = RequestHeader::default()
@@ -100,6 +172,10 @@ impl Conn {
         let size = (buf.len() - 4) as i32;
         buf[0..4].copy_from_slice(&size.to_be_bytes());
         self.stream.write_all(&buf).await.unwrap();
+        id
+    }
+
+    async fn receive<R: Decodable>(&mut self, api: ApiKey, version: i16, id: i32) -> R {
         let size = self.stream.read_i32().await.unwrap();
         let mut frame = BytesMut::zeroed(size as usize);
         self.stream.read_exact(&mut frame).await.unwrap();
@@ -121,6 +197,7 @@ struct World {
     bytes: u64,
     /// High watermark of each partition.
     ends: Vec<i64>,
+    settings: Settings,
     next_node: AtomicU64,
 }
 
@@ -131,7 +208,7 @@ struct Node {
 }
 
 impl World {
-    async fn start(history_mb: u64) -> Self {
+    async fn start(settings: Settings) -> Self {
         let store = Arc::new(strata_metadata::sqlite::SqliteStore::in_memory().unwrap());
         let service = strata_metadata::MetadataServiceImpl::new(store, strata_clock::system());
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -139,10 +216,13 @@ impl World {
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(strata_metadata::grpc_service(service))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
+                .serve_with_incoming(
+                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                ),
         );
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
             .unwrap()
+            .tcp_nodelay(true)
             .connect_lazy();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("bucket").display());
@@ -159,13 +239,23 @@ impl World {
             _dir: dir,
             bytes: 0,
             ends: vec![0; PARTITIONS as usize],
+            settings,
             next_node: AtomicU64::new(1),
         };
-        world.produce(history_mb).await;
+        world.produce().await;
         world
     }
 
+    /// A reading agent.
     async fn agent(&self) -> Node {
+        self.agent_with(AgentConfig {
+            read_decoded_cache_bytes: self.settings.decoded_cache_bytes,
+            ..AgentConfig::default()
+        })
+        .await
+    }
+
+    async fn agent_with(&self, config: AgentConfig) -> Node {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let node_id = self.next_node.fetch_add(1, Ordering::Relaxed) as i32;
@@ -174,7 +264,7 @@ impl World {
             advertised_port: addr.port(),
             node_id,
             gc_interval: Duration::ZERO,
-            ..AgentConfig::default()
+            ..config
         };
         let agent = Agent::start(
             config,
@@ -193,8 +283,22 @@ impl World {
         }
     }
 
-    async fn produce(&mut self, history_mb: u64) {
-        let node = self.agent().await;
+    /// Produces the history into segments of about `segment_kb` KiB (each holding all
+    /// partitions), keeping enough produce requests in flight to fill them.
+    async fn produce(&mut self) {
+        let Settings {
+            history_mb,
+            segment_kb,
+            compressible,
+            ..
+        } = self.settings;
+        let node = self
+            .agent_with(AgentConfig {
+                flush_bytes: (segment_kb * 1024) as usize,
+                flush_interval: Duration::from_secs(1),
+                ..AgentConfig::default()
+            })
+            .await;
         let mut conn = Conn::open(node.addr).await;
         let create = CreateTopicsRequest::default()
             .with_timeout_ms(5_000)
@@ -205,10 +309,33 @@ impl World {
         let created: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &create).await;
         assert_eq!(created.topics[0].error_code, 0);
         let mut rng = XorShift(0x5eed_1234_abcd_0001);
-        let pool: Vec<Bytes> = (0..4096).map(|_| rng.bytes(RECORD_BYTES)).collect();
+        let pool: Vec<Bytes> = (0..4096)
+            .map(|_| {
+                if compressible {
+                    rng.text(RECORD_BYTES)
+                } else {
+                    rng.bytes(RECORD_BYTES)
+                }
+            })
+            .collect();
         let target = history_mb * 1024 * 1024;
+        let request_bytes = (PARTITIONS as usize * RECORDS_PER_BATCH * RECORD_BYTES) as u64;
+        let window = (segment_kb * 1024).div_ceil(request_bytes) as usize + 1;
+        let mut in_flight = std::collections::VecDeque::new();
         let mut next = 0usize;
-        while self.bytes < target {
+        while self.bytes < target || !in_flight.is_empty() {
+            if self.bytes >= target || in_flight.len() >= window {
+                let id = in_flight.pop_front().unwrap();
+                let response: ProduceResponse =
+                    conn.receive(ApiKey::Produce, PRODUCE_VERSION, id).await;
+                for p in &response.responses[0].partition_responses {
+                    assert_eq!(p.error_code, 0);
+                    let end = p.base_offset + RECORDS_PER_BATCH as i64;
+                    let at = &mut self.ends[p.index as usize];
+                    *at = (*at).max(end);
+                }
+                continue;
+            }
             let partitions: Vec<PartitionProduceData> = (0..PARTITIONS)
                 .map(|index| {
                     let batch = batch(&pool, &mut next);
@@ -224,15 +351,17 @@ impl World {
                 .with_topic_data(vec![TopicProduceData::default()
                     .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
                     .with_partition_data(partitions)]);
-            let response: ProduceResponse =
-                conn.call(ApiKey::Produce, PRODUCE_VERSION, &request).await;
-            for p in &response.responses[0].partition_responses {
-                assert_eq!(p.error_code, 0);
-                self.ends[p.index as usize] = p.base_offset + RECORDS_PER_BATCH as i64;
-            }
+            in_flight.push_back(conn.send(ApiKey::Produce, PRODUCE_VERSION, &request).await);
         }
         drop(conn);
         stop(node).await;
+    }
+
+    /// Segment objects in the bucket.
+    fn objects(&self) -> usize {
+        std::fs::read_dir(self._dir.path().join("bucket/segments"))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
     }
 
     /// `consumers` readers of the whole topic against a fresh agent; returns (elapsed,
@@ -347,16 +476,18 @@ fn next_offset(records: &Bytes) -> Option<i64> {
 }
 
 fn replay(c: &mut Criterion) {
-    let history_mb: u64 = std::env::var("STRATA_BENCH_REPLAY_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
+    let settings = Settings::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let world = runtime.block_on(World::start(history_mb));
+    let world = runtime.block_on(World::start(settings));
+    eprintln!(
+        "history: {:.1} MiB in {} segment objects; {settings:?}",
+        world.bytes as f64 / 1048576.0,
+        world.objects(),
+    );
     let mut group = c.benchmark_group("replay");
     group.sample_size(10);
     for consumers in [1usize, 10] {

@@ -45,8 +45,9 @@ pub struct AgentConfig {
     pub read_block_bytes: u64,
     /// Bytes of decoded chunks kept on top of the block cache (0: decode on every read).
     pub read_decoded_cache_bytes: u64,
-    /// Blocks loaded ahead of a sequential reader per fetch (0: no read-ahead).
-    pub read_ahead_blocks: u32,
+    /// Bytes of a partition's data after a sequential reader's fetch whose blocks are loaded
+    /// ahead of it (0: no read-ahead).
+    pub read_ahead_bytes: u64,
     /// Read-ahead block loads in flight at once, agent-wide.
     pub read_ahead_concurrency: usize,
     /// Availability zone, reported as the broker's rack in Metadata responses.
@@ -92,8 +93,8 @@ impl Default for AgentConfig {
             read_cache_bytes: 256 * 1024 * 1024,
             read_block_bytes: crate::block_cache::DEFAULT_BLOCK_BYTES,
             read_decoded_cache_bytes: 64 * 1024 * 1024,
-            read_ahead_blocks: 8,
-            read_ahead_concurrency: 4,
+            read_ahead_bytes: 32 * 1024 * 1024,
+            read_ahead_concurrency: 16,
             availability_zone: None,
             heartbeat_interval: Duration::from_secs(1),
             agent_lease: Duration::from_secs(5),

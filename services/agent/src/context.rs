@@ -214,7 +214,7 @@ fn read_tier(
     let read_ahead = ReadAhead::new(
         blocks.clone(),
         ReadAheadConfig {
-            blocks: config.read_ahead_blocks,
+            bytes: config.read_ahead_bytes,
             concurrency: config.read_ahead_concurrency,
         },
         metrics.read.clone(),

@@ -12,6 +12,8 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
 use moka::future::Cache;
 use strata_batch::{set_base_offset, BatchHeader, BatchIter};
 use strata_proto::metadata::v1::IndexedChunk;
@@ -47,6 +49,28 @@ impl From<BlockError> for ReadError {
         }
     }
 }
+
+/// Why [`serve_rows`] could not serve a partition.
+#[derive(Debug, Clone, Error)]
+pub enum ServeError {
+    /// A chunk could not be read (bucket failure, or a chunk that fails its CRC).
+    #[error("cannot read the chunk at {key}: {source}")]
+    Unreadable {
+        /// Object key.
+        key: String,
+        /// What went wrong.
+        source: ReadError,
+    },
+    /// The chunk was read, but the row's batches in it are not valid.
+    #[error("invalid batches: {0}")]
+    Corrupt(ReadError),
+}
+
+/// Chunks of one partition's rows read at once while serving a fetch.
+const PARALLEL_ROWS: usize = 8;
+/// Stored chunks up to this size are verified and decoded on the async worker; larger
+/// ones on the blocking pool. A hand-off to the pool costs more than checking a small chunk.
+const INLINE_DECODE_BYTES: usize = 128 * 1024;
 
 /// Reads chunks through the block cache and keeps recently decoded chunks.
 ///
@@ -109,14 +133,89 @@ impl ChunkReader {
         self.metrics.cache_misses.inc();
         let range = chunk.byte_offset..chunk.byte_offset + u64::from(chunk.byte_length);
         let stored = self.blocks.read(&chunk.object_key, range).await?;
-        tokio::task::spawn_blocking(move || strata_segment::decode_chunk(&stored))
-            .await
-            .map_err(|e| ReadError::Bucket(e.to_string()))?
-            .map_err(|e| ReadError::Corrupt {
-                key: chunk.object_key.clone(),
-                reason: e.to_string(),
-            })
+        let decoded = if stored.len() <= INLINE_DECODE_BYTES {
+            strata_segment::decode_chunk(&stored)
+        } else {
+            tokio::task::spawn_blocking(move || strata_segment::decode_chunk(&stored))
+                .await
+                .map_err(|e| ReadError::Bucket(e.to_string()))?
+        };
+        decoded.map_err(|e| ReadError::Corrupt {
+            key: chunk.object_key.clone(),
+            reason: e.to_string(),
+        })
     }
+}
+
+/// What [`serve_rows`] put in a response.
+#[derive(Debug, Default)]
+pub struct ServedRows {
+    /// The batches served, with their assigned base offsets.
+    pub records: BytesMut,
+    /// Where the reader continues: one past the last offset served; `None` when nothing was.
+    pub next_offset: Option<i64>,
+    /// How many of the rows were read (the rest were not reached).
+    pub rows_read: usize,
+}
+
+/// Serves a partition's batches from `from` on out of its index `rows` (in offset order),
+/// within `budget` bytes (the first batch always, KIP-74).
+///
+/// The rows the budget will probably take (by their raw sizes) are read concurrently and
+/// served in order; later rows, when needed, one by one. A batch is never served after a
+/// batch that did not fit, so the response is a gap-free run of offsets.
+pub async fn serve_rows(
+    reader: &ChunkReader,
+    rows: &[IndexedChunk],
+    from: i64,
+    budget: usize,
+) -> Result<ServedRows, ServeError> {
+    let mut served = ServedRows::default();
+    if budget == 0 {
+        return Ok(served);
+    }
+    let likely = rows_for(rows, budget);
+    // reads of rows [served.rows_read, queued), in row order
+    let mut in_flight = FuturesOrdered::new();
+    let mut queued = 0;
+    for row in rows {
+        while queued < likely && in_flight.len() < PARALLEL_ROWS {
+            in_flight.push_back(reader.read(&rows[queued]));
+            queued += 1;
+        }
+        let data = match in_flight.next().await {
+            Some(data) => data,
+            None => reader.read(row).await,
+        };
+        served.rows_read += 1;
+        let data = data.map_err(|source| ServeError::Unreadable {
+            key: row.object_key.clone(),
+            source,
+        })?;
+        let batches = row_slice(&data, row).map_err(ServeError::Corrupt)?;
+        let room = budget.saturating_sub(served.records.len());
+        let added = serve_batches(batches, row.base_offset, from, room, &mut served.records)
+            .map_err(ServeError::Corrupt)?;
+        served.next_offset = added.next_offset.or(served.next_offset);
+        // the budget stopped this chunk short, or is used up: a later chunk must not be
+        // served, or the batches left out of this one would be skipped
+        if added.budget_reached || served.records.len() >= budget {
+            break;
+        }
+    }
+    Ok(served)
+}
+
+/// How many leading `rows` hold `budget` raw bytes (all of them if they hold less).
+fn rows_for(rows: &[IndexedChunk], budget: usize) -> usize {
+    let mut bytes = 0usize;
+    for (i, row) in rows.iter().enumerate() {
+        bytes += row.raw_length as usize;
+        if bytes >= budget {
+            return i + 1;
+        }
+    }
+    rows.len()
 }
 
 /// The batches an index row covers inside its decoded chunk.

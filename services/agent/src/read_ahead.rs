@@ -6,18 +6,21 @@
 //! partition continues exactly where an earlier fetch of that partition ended, the agent
 //! asks `LookupBatches` for a window of rows beyond what the response can carry
 //! ([`ReadAhead::lookup_bytes`]), serves the response as usual, and then loads the blocks
-//! of the rows it did not serve ([`ReadAhead::prefetch_rows`]). For a large compacted
+//! of the rows it did not serve ([`ReadAhead::after_fetch`]). For a large compacted
 //! object those rows are the next byte ranges of the same object, so the same rule reads
-//! a big object ahead block by block; for small segments it reads the next objects.
+//! a big object ahead block by block; for small segments it reads the next objects. The
+//! window is in bytes of the partition's data, not in blocks, because a small segment's
+//! only block holds far less than `block_bytes`.
 //!
 //! Guarantees:
 //! - **Only sequential readers trigger it.** A reader is sequential when its fetch offset
 //!   is one a previous fetch of the partition ended at; the agent remembers a bounded
 //!   number of such positions ([`POSITIONS`]), so a seek or a one-off read loads nothing
 //!   extra, and twenty consumers at different points of one partition each count.
-//! - **Bounded.** At most `blocks` distinct blocks are considered per fetch, and at most
-//!   `concurrency` block loads run at once across the agent. A prefetch that finds no free
-//!   slot is skipped (counted), never queued: the next fetch asks again.
+//! - **Bounded.** Per fetch, only the blocks of the rows within `bytes` of the partition's
+//!   data after the response are considered (and `LookupBatches` returns at most 64 rows),
+//!   and at most `concurrency` block loads run at once across the agent. A prefetch that
+//!   finds no free slot is skipped (counted), never queued: the next fetch asks again.
 //! - **Never in the way.** Prefetches run on their own tasks, started after the response
 //!   is assembled, and go through the same block cache, so a fetch that needs a block
 //!   being prefetched waits for that one GET instead of issuing another.
@@ -38,8 +41,9 @@ pub const POSITIONS: u64 = 65_536;
 /// Settings of read-ahead.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadAheadConfig {
-    /// Blocks loaded ahead of a sequential reader per fetch; 0 disables read-ahead.
-    pub blocks: u32,
+    /// Bytes of a partition's data after a sequential reader's fetch whose blocks are
+    /// loaded ahead of it; 0 disables read-ahead.
+    pub bytes: u64,
     /// Block loads by read-ahead in flight at once, agent-wide (at least 1).
     pub concurrency: usize,
 }
@@ -86,7 +90,7 @@ impl ReadAhead {
 
     /// True when a fetch of `partition` from `offset` continues where an earlier one ended.
     pub fn is_sequential(&self, topic: uuid::Uuid, partition: i32, offset: i64) -> bool {
-        self.config.blocks > 0 && self.positions.contains_key(&(topic, partition, offset))
+        self.config.bytes > 0 && self.positions.contains_key(&(topic, partition, offset))
     }
 
     /// The raw bytes of index rows to ask `LookupBatches` for: the fetch's own
@@ -101,35 +105,51 @@ impl ReadAhead {
         if !self.is_sequential(topic, partition, offset) {
             return partition_max_bytes;
         }
-        let window = u64::from(self.config.blocks).saturating_mul(self.blocks.block_bytes());
-        partition_max_bytes.saturating_add(window)
+        partition_max_bytes.saturating_add(self.config.bytes)
+    }
+
+    /// After a fetch of `partition` from `offset` served batches up to `next_offset`:
+    /// remembers where the reader continues and, when the fetch was sequential, starts
+    /// loading the blocks of `unserved` (the looked-up rows the response did not reach).
+    pub async fn after_fetch(
+        &self,
+        topic: uuid::Uuid,
+        partition: i32,
+        offset: i64,
+        next_offset: i64,
+        unserved: &[IndexedChunk],
+    ) {
+        let sequential = self.is_sequential(topic, partition, offset);
+        self.record_position(topic, partition, next_offset).await;
+        if sequential {
+            self.prefetch_rows(unserved);
+        }
     }
 
     /// Remembers that a reader of `partition` will continue from `next_offset`.
     pub async fn record_position(&self, topic: uuid::Uuid, partition: i32, next_offset: i64) {
-        if self.config.blocks > 0 {
+        if self.config.bytes > 0 {
             self.positions
                 .insert((topic, partition, next_offset), ())
                 .await;
         }
     }
 
-    /// Starts loading the blocks of `rows` (index rows a reader will want next, in order),
-    /// at most `blocks` distinct ones, skipping cached blocks and blocks being loaded.
-    /// Returns at once; the loads run on their own tasks.
+    /// Starts loading the blocks of `rows` (index rows a reader will want next, in order)
+    /// that lie within the first `bytes` of them, skipping cached blocks and blocks being
+    /// loaded. Returns at once; the loads run on their own tasks.
     pub fn prefetch_rows(&self, rows: &[IndexedChunk]) {
-        let limit = self.config.blocks as usize;
-        if limit == 0 {
-            return;
-        }
-        let mut wanted: Vec<BlockId> = Vec::with_capacity(limit);
+        let mut window = self.config.bytes;
+        let mut wanted: Vec<BlockId> = Vec::new();
         for row in rows {
+            if window == 0 {
+                break;
+            }
             let object: Arc<str> = Arc::from(row.object_key.as_str());
-            let range = row.byte_offset..row.byte_offset + u64::from(row.byte_length);
-            for block in self.blocks.blocks_covering(&object, range) {
-                if wanted.len() == limit {
-                    break;
-                }
+            let start = row.byte_offset;
+            let end = start + u64::from(row.byte_length).min(window);
+            window = window.saturating_sub(u64::from(row.byte_length));
+            for block in self.blocks.blocks_covering(&object, start..end) {
                 if !wanted.contains(&block) {
                     wanted.push(block);
                 }
@@ -242,7 +262,7 @@ mod tests {
     #[tokio::test]
     async fn only_a_fetch_continuing_an_earlier_one_is_sequential() {
         let config = ReadAheadConfig {
-            blocks: 4,
+            bytes: 4 * BLOCK,
             concurrency: 2,
         };
         let f = fixture(0, 0, config).await;
@@ -259,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn disabled_read_ahead_remembers_and_loads_nothing() {
         let config = ReadAheadConfig {
-            blocks: 0,
+            bytes: 0,
             concurrency: 2,
         };
         let f = fixture(2, 100, config).await;
@@ -275,7 +295,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_next_rows_blocks_are_loaded_once_and_then_served_from_memory() {
         let config = ReadAheadConfig {
-            blocks: 3,
+            bytes: 900,
             concurrency: 8,
         };
         // small multi-partition segments: each row of this partition is in another object
@@ -284,7 +304,7 @@ mod tests {
         f.ahead.prefetch_rows(&rows);
         f.ahead.prefetch_rows(&rows); // a second sequential reader asking the same
         f.ahead.idle().await;
-        // at most `blocks` blocks, each loaded once
+        // the blocks of the rows within 900 bytes (three rows of 300), each loaded once
         assert_eq!(f.counting.gets(), 3);
         assert_eq!(f.metrics.prefetch_issued.get(), 3);
         for i in 0..3 {
@@ -299,7 +319,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_big_object_is_read_ahead_block_by_block() {
         let config = ReadAheadConfig {
-            blocks: 4,
+            bytes: 4 * BLOCK,
             concurrency: 8,
         };
         let f = fixture(1, 10 * BLOCK, config).await;
@@ -323,7 +343,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn prefetches_beyond_the_concurrency_limit_are_skipped_not_queued() {
         let config = ReadAheadConfig {
-            blocks: 8,
+            bytes: 8 * BLOCK,
             concurrency: 2,
         };
         let f = fixture(5, 1000, config).await;

@@ -250,11 +250,12 @@ pub struct ReadTierArgs {
     /// Bytes of decoded chunks kept on top of the block cache (0: decode on every read).
     #[arg(long, env = "STRATA_READ_DECODED_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub read_decoded_cache_bytes: u64,
-    /// Blocks loaded ahead of a sequential reader on each of its fetches (0: no read-ahead).
-    #[arg(long, env = "STRATA_READ_AHEAD_BLOCKS", default_value_t = 8)]
-    pub read_ahead_blocks: u32,
-    /// Read-ahead block loads in flight at once, for the whole agent.
-    #[arg(long, env = "STRATA_READ_AHEAD_CONCURRENCY", default_value_t = 4)]
+    /// Bytes of a partition's next data whose blocks are loaded ahead of a sequential reader
+    /// on each of its fetches (0: no read-ahead).
+    #[arg(long, env = "STRATA_READ_AHEAD_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub read_ahead_bytes: u64,
+    /// Read-ahead block loads in flight at once, for the whole agent; more are skipped.
+    #[arg(long, env = "STRATA_READ_AHEAD_CONCURRENCY", default_value_t = 16)]
     pub read_ahead_concurrency: usize,
 }
 

@@ -268,7 +268,7 @@ async fn start_agent(
         read_cache_bytes: args.read_cache_bytes,
         read_block_bytes: args.read_tier.read_block_bytes,
         read_decoded_cache_bytes: args.read_tier.read_decoded_cache_bytes,
-        read_ahead_blocks: args.read_tier.read_ahead_blocks,
+        read_ahead_bytes: args.read_tier.read_ahead_bytes,
         read_ahead_concurrency: args.read_tier.read_ahead_concurrency,
         availability_zone: args.availability_zone.clone(),
         heartbeat_interval: args.heartbeat_interval,

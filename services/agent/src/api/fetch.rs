@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -17,7 +16,7 @@ use strata_proto::metadata::v1 as pb;
 use tokio::time::Instant;
 
 use crate::context::Agent;
-use crate::read::serve_batches;
+use crate::read::{serve_rows, ServeError};
 use crate::topics::Topic;
 
 /// Longest wait a client may ask for.
@@ -196,43 +195,27 @@ async fn serve_partition(
     } else {
         (request.partition_max_bytes.max(0) as usize).min(*remaining)
     };
-    let mut records = BytesMut::new();
-    let mut next_offset = None;
-    let mut rows_read = 0;
-    for chunk in plan.chunks.iter().take_while(|_| *remaining > 0) {
-        rows_read += 1;
-        let data = agent.reader.read(chunk).await.map_err(|error| {
-            tracing::warn!(%error, key = %chunk.object_key, "chunk read failed");
-            ResponseError::KafkaStorageError
+    let served = serve_rows(&agent.reader, &plan.chunks, offset, budget)
+        .await
+        .map_err(|error| match error {
+            ServeError::Unreadable { .. } => {
+                tracing::warn!(%error, "chunk read failed");
+                ResponseError::KafkaStorageError
+            }
+            ServeError::Corrupt(_) => ResponseError::CorruptMessage,
         })?;
-        let rows =
-            crate::read::row_slice(&data, chunk).map_err(|_| ResponseError::CorruptMessage)?;
-        let room = budget.saturating_sub(records.len());
-        let added = serve_batches(rows, chunk.base_offset, offset, room, &mut records)
-            .map_err(|_| ResponseError::CorruptMessage)?;
-        next_offset = added.next_offset.or(next_offset);
-        // the budget stopped this chunk short, or is used up: a later chunk must not be
-        // served, or the batches left out of this one would be skipped
-        if added.budget_reached || records.len() >= budget {
-            break;
-        }
-    }
-    *remaining = remaining.saturating_sub(records.len());
-    if let Some(next) = next_offset {
-        let sequential = agent
-            .read_ahead
-            .is_sequential(topic_id, request.partition, offset);
+    *remaining = remaining.saturating_sub(served.records.len());
+    if let Some(next) = served.next_offset {
+        let unserved = &plan.chunks[served.rows_read..];
+        let partition = request.partition;
         agent
             .read_ahead
-            .record_position(topic_id, request.partition, next)
+            .after_fetch(topic_id, partition, offset, next, unserved)
             .await;
-        if sequential {
-            agent.read_ahead.prefetch_rows(&plan.chunks[rows_read..]);
-        }
     }
     Ok(empty(request.partition)
         .with_high_watermark(plan.high_watermark)
         .with_last_stable_offset(plan.high_watermark)
         .with_log_start_offset(plan.log_start_offset)
-        .with_records(Some(records.freeze())))
+        .with_records(Some(served.records.freeze())))
 }
