@@ -192,7 +192,7 @@ struct World {
     metadata: MetadataServiceClient<Channel>,
     bucket: Bucket,
     counting: Arc<CountingStore>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// Record-batch bytes in the topic.
     bytes: u64,
     /// High watermark of each partition.
@@ -236,7 +236,7 @@ impl World {
             metadata: MetadataServiceClient::new(channel),
             bucket,
             counting,
-            _dir: dir,
+            dir,
             bytes: 0,
             ends: vec![0; PARTITIONS as usize],
             settings,
@@ -359,7 +359,7 @@ impl World {
 
     /// Segment objects in the bucket.
     fn objects(&self) -> usize {
-        std::fs::read_dir(self._dir.path().join("bucket/segments"))
+        std::fs::read_dir(self.dir.path().join("bucket/segments"))
             .map(|dir| dir.count())
             .unwrap_or(0)
     }

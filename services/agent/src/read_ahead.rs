@@ -156,20 +156,24 @@ impl ReadAhead {
             }
         }
         for block in wanted {
-            if self.blocks.contains(&block) || !self.claim(&block) {
+            if self.blocks.contains(&block) {
                 continue;
             }
+            let Some(claim) = self.claim(&block) else {
+                continue; // being prefetched already
+            };
             let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
-                self.release(&block);
                 self.metrics.prefetch_skipped.inc();
                 continue;
             };
-            let me = self.clone();
+            let blocks = self.blocks.clone();
             tokio::spawn(async move {
-                if let Err(error) = me.blocks.prefetch(block.clone()).await {
+                if let Err(error) = blocks.prefetch(block).await {
                     tracing::debug!(%error, "prefetch failed");
                 }
-                me.release(&block);
+                // the claim goes before the slot, so a caller that saw the slot free
+                // also sees the block unclaimed
+                drop(claim);
                 drop(slot);
             });
         }
@@ -181,18 +185,30 @@ impl ReadAhead {
         let _all = self.slots.acquire_many(all).await;
     }
 
-    fn in_flight(&self) -> MutexGuard<'_, HashSet<BlockId>> {
-        // a panic while holding this lock leaves a plain set behind; keep going
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    /// Marks `block` as being prefetched until the claim is dropped; `None` when it
+    /// already is.
+    fn claim(&self, block: &BlockId) -> Option<Claim> {
+        lock(&self.in_flight).insert(block.clone()).then(|| Claim {
+            in_flight: Arc::clone(&self.in_flight),
+            block: block.clone(),
+        })
     }
+}
 
-    /// Marks `block` as being prefetched; false when it already was.
-    fn claim(&self, block: &BlockId) -> bool {
-        self.in_flight().insert(block.clone())
-    }
+fn lock(set: &Mutex<HashSet<BlockId>>) -> MutexGuard<'_, HashSet<BlockId>> {
+    // a panic while holding this lock leaves a plain set behind; keep going
+    set.lock().unwrap_or_else(|p| p.into_inner())
+}
 
-    fn release(&self, block: &BlockId) {
-        self.in_flight().remove(block);
+/// A block being prefetched; dropping it (also when the task ends early) releases it.
+struct Claim {
+    in_flight: Arc<Mutex<HashSet<BlockId>>>,
+    block: BlockId,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.in_flight).remove(&self.block);
     }
 }
 
