@@ -41,12 +41,11 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use strata_agent::metadata_client::MetadataClient;
 use strata_agent::{Agent, AgentConfig};
-use strata_proto::metadata::v1::metadata_service_client::MetadataServiceClient;
 use strata_storage::{Bucket, CountingStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::Channel;
 
 const TOPIC: &str = "replay";
 const PARTITIONS: i32 = 4;
@@ -189,7 +188,7 @@ impl Conn {
 
 /// Metadata service, bucket and the history, shared by every iteration.
 struct World {
-    metadata: MetadataServiceClient<Channel>,
+    metadata: MetadataClient,
     bucket: Bucket,
     counting: Arc<CountingStore>,
     dir: tempfile::TempDir,
@@ -220,10 +219,6 @@ impl World {
                     tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 ),
         );
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
-            .unwrap()
-            .tcp_nodelay(true)
-            .connect_lazy();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("bucket").display());
         let local = strata_storage::open(&url, &Default::default()).unwrap();
@@ -233,7 +228,11 @@ impl World {
             prefix: local.prefix,
         };
         let mut world = Self {
-            metadata: MetadataServiceClient::new(channel),
+            metadata: strata_agent::metadata_client::connect(
+                &[format!("http://{grpc_addr}")],
+                None,
+            )
+            .unwrap(),
             bucket,
             counting,
             dir,

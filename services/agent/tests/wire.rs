@@ -523,7 +523,7 @@ fn big_batch(size: usize, fill: u8) -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_cut_short_by_its_budget_never_skips_to_a_later_chunk() {
     let node = start_node(Duration::from_millis(5)).await;
-    let mut conn = Conn::open(&node).await;
+    let mut conn = Conn::open(node.kafka).await;
     create_topic(&mut conn, "cut").await;
     // one chunk of three 600 KB batches (offsets 0, 1, 2), then a chunk with a small one (3)
     let three = [
