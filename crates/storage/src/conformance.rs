@@ -11,6 +11,7 @@
 //! | [`put_if_absent`] | segment keys are never reused: `PutMode::Create` on an existing key fails with `AlreadyExists` and leaves the object alone |
 //! | [`concurrent_creates`] | two racing writers of one key: exactly one wins, the object is the winner's |
 //! | [`ranged_reads`] | the fetch path reads single chunks of a segment by byte range |
+//! | [`range_past_the_end`] | the read tier reads aligned blocks; the last block's range ends past the object and must come back cut at its end |
 //! | [`missing_is_not_found`] | readers and the GC tell "gone" from "failed" |
 //! | [`list_with_prefix`] | GC and recovery list segments under a prefix |
 //! | [`delete`] | retention and GC delete objects; deleting twice is harmless |
@@ -196,6 +197,29 @@ pub async fn ranged_reads(bucket: &Bucket) {
     s.cleanup().await;
 }
 
+/// A ranged read whose end lies past the object returns the bytes up to the end (HTTP
+/// `Range` semantics), so a reader of fixed-size blocks needs no object size first.
+pub async fn range_past_the_end(bucket: &Bucket) {
+    let s = Scratch::new(bucket, "range-past-the-end");
+    let key = s.path("segments/short.seg");
+    let data = pattern(10_000, 3);
+    s.store()
+        .put_opts(&key, PutPayload::from(data.clone()), create())
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    for range in [0..4_194_304u64, 8_192..16_384, 9_999..10_000_000] {
+        let got = s
+            .store()
+            .get_range(&key, range.clone())
+            .await
+            .unwrap_or_else(|e| panic!("get_range {range:?}: {e}"));
+        let start = range.start as usize;
+        let end = (range.end as usize).min(data.len());
+        assert_eq!(got.as_ref(), &data[start..end], "range {range:?}");
+    }
+    s.cleanup().await;
+}
+
 /// Reading, ranging or heading a key that was never written fails with `NotFound`.
 pub async fn missing_is_not_found(bucket: &Bucket) {
     let s = Scratch::new(bucket, "missing");
@@ -355,6 +379,7 @@ macro_rules! conformance_tests {
             $crate::conformance_tests!(@check put_if_absent);
             $crate::conformance_tests!(@check concurrent_creates);
             $crate::conformance_tests!(@check ranged_reads);
+            $crate::conformance_tests!(@check range_past_the_end);
             $crate::conformance_tests!(@check missing_is_not_found);
             $crate::conformance_tests!(@check list_with_prefix);
             $crate::conformance_tests!(@check delete);

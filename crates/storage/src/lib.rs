@@ -11,8 +11,8 @@
 //!
 //! An `s3://` bucket is object_store's S3 client (timeouts, retries with backoff and jitter)
 //! inside a [`LimitedStore`] (separate in-flight budgets for writes and reads).
-//! [`FaultyStore`] injects failures and stalls for tests, and [`conformance`] is the one
-//! suite every backend must pass.
+//! [`FaultyStore`] injects failures and stalls for tests, [`CountingStore`] counts the reads
+//! a component makes, and [`conformance`] is the one suite every backend must pass.
 //!
 //! ```
 //! let bucket = strata_storage::open("memory://", &strata_storage::S3Options::default()).unwrap();
@@ -20,6 +20,7 @@
 //! ```
 
 pub mod conformance;
+pub mod counting;
 pub mod faulty;
 pub mod limit;
 pub mod s3;
@@ -33,6 +34,7 @@ use object_store::ObjectStore;
 use thiserror::Error;
 use url::Url;
 
+pub use counting::CountingStore;
 pub use faulty::{FaultyStore, InjectedFault, Op};
 pub use limit::LimitedStore;
 pub use s3::{create_bucket, BucketCreation, S3Options};

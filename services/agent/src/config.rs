@@ -39,8 +39,17 @@ pub struct AgentConfig {
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics and of CreateTopics with num_partitions -1.
     pub default_partitions: i32,
-    /// Bytes of decoded chunks kept in the read cache.
+    /// Bytes of segment blocks kept in the read tier's block cache.
     pub read_cache_bytes: u64,
+    /// Size of the aligned blocks the read tier reads objects in (one ranged GET each).
+    pub read_block_bytes: u64,
+    /// Bytes of decoded chunks kept on top of the block cache (0: decode on every read).
+    pub read_decoded_cache_bytes: u64,
+    /// Bytes of a partition's data after a sequential reader's fetch whose blocks are loaded
+    /// ahead of it (0: no read-ahead).
+    pub read_ahead_bytes: u64,
+    /// Read-ahead block loads in flight at once, agent-wide.
+    pub read_ahead_concurrency: usize,
     /// Availability zone, reported as the broker's rack in Metadata responses.
     pub availability_zone: Option<String>,
     /// How often the agent renews its registration with the metadata service.
@@ -82,6 +91,10 @@ impl Default for AgentConfig {
             auto_create_topics: true,
             default_partitions: 1,
             read_cache_bytes: 256 * 1024 * 1024,
+            read_block_bytes: crate::block_cache::DEFAULT_BLOCK_BYTES,
+            read_decoded_cache_bytes: 64 * 1024 * 1024,
+            read_ahead_bytes: 32 * 1024 * 1024,
+            read_ahead_concurrency: 16,
             availability_zone: None,
             heartbeat_interval: Duration::from_secs(1),
             agent_lease: Duration::from_secs(5),

@@ -13,11 +13,13 @@ use tokio_util::task::TaskTracker;
 /// How long a stopping agent waits for connections to write their last responses.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+use crate::block_cache::{BlockCache, BlockCacheConfig};
 use crate::cluster::ClusterView;
 use crate::config::AgentConfig;
 use crate::ingest::Ingest;
 use crate::metrics::AgentMetrics;
 use crate::read::ChunkReader;
+use crate::read_ahead::{ReadAhead, ReadAheadConfig};
 use crate::topics::TopicCache;
 use crate::watermarks::Watermarks;
 
@@ -34,8 +36,10 @@ pub struct Agent {
     pub ingest: Ingest,
     /// The bucket segment objects live in.
     pub bucket: Bucket,
-    /// Reads chunks from the bucket through a cache.
+    /// Reads chunks from the bucket through the block cache.
     pub reader: ChunkReader,
+    /// Loads the next blocks of sequential readers ahead of their fetches.
+    pub read_ahead: ReadAhead,
     /// High-watermark change notifications.
     pub watermarks: Watermarks,
     /// Wall clock.
@@ -83,9 +87,11 @@ impl Agent {
             watermarks.clone(),
             metrics.clone(),
         );
+        let (reader, read_ahead) = read_tier(&config, bucket.clone(), &metrics);
         Arc::new(Self {
             topics: TopicCache::new(metadata.clone(), config.default_partitions),
-            reader: ChunkReader::new(bucket.clone(), config.read_cache_bytes, metrics.clone()),
+            reader,
+            read_ahead,
             bucket,
             metrics,
             cluster,
@@ -189,4 +195,30 @@ impl Agent {
         }
         self.background.cancel();
     }
+}
+
+/// The chunk reader and read-ahead over one shared block cache.
+fn read_tier(
+    config: &AgentConfig,
+    bucket: Bucket,
+    metrics: &AgentMetrics,
+) -> (ChunkReader, ReadAhead) {
+    let blocks = BlockCache::new(
+        bucket,
+        BlockCacheConfig {
+            capacity_bytes: config.read_cache_bytes,
+            block_bytes: config.read_block_bytes,
+        },
+        metrics.read.clone(),
+    );
+    let read_ahead = ReadAhead::new(
+        blocks.clone(),
+        ReadAheadConfig {
+            bytes: config.read_ahead_bytes,
+            concurrency: config.read_ahead_concurrency,
+        },
+        metrics.read.clone(),
+    );
+    let reader = ChunkReader::new(blocks, config.read_decoded_cache_bytes, metrics.clone());
+    (reader, read_ahead)
 }

@@ -27,6 +27,97 @@ pub struct ErrorLabel {
     pub error: String,
 }
 
+/// Where the bytes of a read came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `cache` (a block already in memory, or being loaded by another reader) or `bucket`
+    /// (a block this read loaded).
+    pub source: &'static str,
+}
+
+/// Why the read tier went to the bucket.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `demand` (a fetch waits for it) or `prefetch` (read-ahead).
+    pub reason: &'static str,
+}
+
+/// The read tier's counters (block cache, decoded chunks, read-ahead).
+///
+/// Hit ratio is `block_hits / (block_hits + block_misses)`; bucket GETs per MB served is
+/// `bucket_gets / (fetch_bytes / 1e6)`.
+#[derive(Debug, Clone, Default)]
+pub struct ReadMetrics {
+    /// Block lookups answered from memory, including waits on another reader's load.
+    pub block_hits: Counter,
+    /// Block lookups that loaded the block from the bucket themselves.
+    pub block_misses: Counter,
+    /// Bytes handed to chunk reads, by where their block came from.
+    pub served_bytes: Family<SourceLabel, Counter>,
+    /// Ranged GETs the read tier issued, by reason.
+    pub bucket_gets: Family<ReasonLabel, Counter>,
+    /// Bytes those GETs returned, by reason.
+    pub bucket_bytes: Family<ReasonLabel, Counter>,
+    /// Block loads started by read-ahead.
+    pub prefetch_issued: Counter,
+    /// Prefetched blocks later read by a fetch (each counted once).
+    pub prefetch_used: Counter,
+    /// Prefetches not started because the read-ahead concurrency limit was reached.
+    pub prefetch_skipped: Counter,
+    /// Bytes of blocks held in the cache (approximate; moka settles it lazily).
+    pub cached_bytes: Gauge,
+}
+
+impl ReadMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "read_block_hits",
+            "Block lookups answered from the block cache",
+            self.block_hits.clone(),
+        );
+        r.register(
+            "read_block_misses",
+            "Block lookups that loaded the block from the bucket",
+            self.block_misses.clone(),
+        );
+        r.register(
+            "read_served_bytes",
+            "Bytes handed to chunk reads, by where their block came from",
+            self.served_bytes.clone(),
+        );
+        r.register(
+            "read_bucket_gets",
+            "Ranged GETs issued by the read tier, by reason",
+            self.bucket_gets.clone(),
+        );
+        r.register(
+            "read_bucket_bytes",
+            "Bytes read from the bucket by the read tier, by reason",
+            self.bucket_bytes.clone(),
+        );
+        r.register(
+            "read_prefetch_issued",
+            "Block loads started by read-ahead",
+            self.prefetch_issued.clone(),
+        );
+        r.register(
+            "read_prefetch_used",
+            "Prefetched blocks later read by a fetch",
+            self.prefetch_used.clone(),
+        );
+        r.register(
+            "read_prefetch_skipped",
+            "Prefetches not started because read-ahead was at its concurrency limit",
+            self.prefetch_skipped.clone(),
+        );
+        r.register(
+            "read_cached_bytes",
+            "Bytes of blocks held in the block cache",
+            self.cached_bytes.clone(),
+        );
+    }
+}
+
 /// Everything the agent counts.
 #[derive(Debug, Clone)]
 pub struct AgentMetrics {
@@ -58,10 +149,12 @@ pub struct AgentMetrics {
     pub flush_seconds: Histogram,
     /// Time of the CommitSegment call alone.
     pub commit_seconds: Histogram,
-    /// Chunk reads asked of the read cache.
+    /// Chunk reads asked of the read tier.
     pub cache_requests: Counter,
-    /// Chunk reads that went to the bucket.
+    /// Chunk reads not answered by the decoded-chunk cache: assembled from blocks and decoded.
     pub cache_misses: Counter,
+    /// The read tier: blocks, bucket reads, read-ahead.
+    pub read: ReadMetrics,
     /// Uncommitted segment objects deleted by the orphan collector.
     pub orphans_deleted: Counter,
     /// Unreferenced segment objects deleted (retention, DeleteRecords, deleted topics).
@@ -89,6 +182,7 @@ impl Default for AgentMetrics {
             commit_seconds: seconds_histogram(),
             cache_requests: Counter::default(),
             cache_misses: Counter::default(),
+            read: ReadMetrics::default(),
             orphans_deleted: Counter::default(),
             unreferenced_deleted: Counter::default(),
             compaction: crate::compactor::CompactionMetrics::default(),
@@ -169,14 +263,15 @@ impl AgentMetrics {
         );
         r.register(
             "read_cache_requests",
-            "Chunk reads asked of the read cache",
+            "Chunk reads asked of the read tier",
             self.cache_requests.clone(),
         );
         r.register(
             "read_cache_misses",
-            "Chunk reads that went to the bucket",
+            "Chunk reads assembled from blocks and decoded (not in the decoded-chunk cache)",
             self.cache_misses.clone(),
         );
+        self.read.register(r);
         r.register(
             "orphans_deleted",
             "Uncommitted segment objects deleted after their grace period",

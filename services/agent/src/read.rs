@@ -1,19 +1,25 @@
-//! Reading chunks back from the bucket.
+//! Reading chunks back from the bucket: the read tier's front door.
 //!
-//! A chunk is fetched with one ranged GET, verified and decompressed once, and kept in a
-//! byte-bounded moka cache; concurrent readers of the same chunk share one GET. Callers
-//! get the raw concatenated batches with their stored (producer-written) base offsets;
-//! [`serve_batches`] writes the assigned offsets into the copies it serves.
+//! A chunk's stored bytes come from the [`BlockCache`] (aligned blocks of segment objects,
+//! one GET per block however many readers want it). The chunk is then verified and
+//! decompressed, and, when the decoded-chunk cache is enabled, the result is kept in a
+//! second, smaller byte-bounded moka cache so that consecutive fetches of one chunk
+//! (several fetches per chunk at the default 1 MiB partition fetch size) and consumers
+//! reading close together decode it once. Concurrent readers of one chunk share one
+//! decode. Callers get the raw concatenated batches with their stored (producer-written)
+//! base offsets; [`serve_batches`] writes the assigned offsets into the copies it serves.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
 use moka::future::Cache;
 use strata_batch::{set_base_offset, BatchHeader, BatchIter};
 use strata_proto::metadata::v1::IndexedChunk;
-use strata_storage::Bucket;
 use thiserror::Error;
 
+use crate::block_cache::{BlockCache, BlockError};
 use crate::metrics::AgentMetrics;
 
 /// Why a chunk could not be read.
@@ -32,66 +38,184 @@ pub enum ReadError {
     },
 }
 
-/// Reads and caches decoded chunks.
+impl From<BlockError> for ReadError {
+    fn from(error: BlockError) -> Self {
+        match error {
+            BlockError::Bucket { .. } => ReadError::Bucket(error.to_string()),
+            BlockError::ShortObject { ref key, .. } => ReadError::Corrupt {
+                key: key.clone(),
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
+/// Why [`serve_rows`] could not serve a partition.
+#[derive(Debug, Clone, Error)]
+pub enum ServeError {
+    /// A chunk could not be read (bucket failure, or a chunk that fails its CRC).
+    #[error("cannot read the chunk at {key}: {source}")]
+    Unreadable {
+        /// Object key.
+        key: String,
+        /// What went wrong.
+        source: ReadError,
+    },
+    /// The chunk was read, but the row's batches in it are not valid.
+    #[error("invalid batches: {0}")]
+    Corrupt(ReadError),
+}
+
+/// Chunks of one partition's rows read at once while serving a fetch.
+const PARALLEL_ROWS: usize = 8;
+/// Stored chunks up to this size are verified and decoded on the async worker; larger
+/// ones on the blocking pool. A hand-off to the pool costs more than checking a small chunk.
+const INLINE_DECODE_BYTES: usize = 128 * 1024;
+
+/// Reads chunks through the block cache and keeps recently decoded chunks.
+///
+/// Cloning is cheap and clones share both caches.
 #[derive(Clone)]
 pub struct ChunkReader {
-    bucket: Bucket,
-    cache: Cache<(String, u64), Bytes>,
+    blocks: BlockCache,
+    decoded: Option<Cache<(String, u64), Bytes>>,
     metrics: AgentMetrics,
 }
 
 impl std::fmt::Debug for ChunkReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChunkReader")
-            .field("cached", &self.cache.entry_count())
+            .field("blocks", &self.blocks)
+            .field("decoded", &self.decoded.as_ref().map(|c| c.entry_count()))
             .finish()
     }
 }
 
 impl ChunkReader {
-    /// A reader over `bucket` caching up to `cache_bytes` of decoded chunks.
-    pub fn new(bucket: Bucket, cache_bytes: u64, metrics: AgentMetrics) -> Self {
-        let cache = Cache::builder()
-            .weigher(|_key: &(String, u64), value: &Bytes| {
-                value.len().try_into().unwrap_or(u32::MAX)
-            })
-            .max_capacity(cache_bytes)
-            .build();
+    /// A reader over `blocks` that keeps up to `decoded_cache_bytes` of decoded chunks
+    /// (0: decode on every read).
+    pub fn new(blocks: BlockCache, decoded_cache_bytes: u64, metrics: AgentMetrics) -> Self {
+        let decoded = (decoded_cache_bytes > 0).then(|| {
+            Cache::builder()
+                .weigher(|_key: &(String, u64), value: &Bytes| {
+                    value.len().try_into().unwrap_or(u32::MAX)
+                })
+                .max_capacity(decoded_cache_bytes)
+                .build()
+        });
         Self {
-            bucket,
-            cache,
+            blocks,
+            decoded,
             metrics,
         }
     }
 
-    /// The decoded batches of `chunk`, from the cache or the bucket.
+    /// The block cache chunks are read through.
+    pub fn blocks(&self) -> &BlockCache {
+        &self.blocks
+    }
+
+    /// The decoded batches of `chunk`, verified against its CRC.
     pub async fn read(&self, chunk: &IndexedChunk) -> Result<Bytes, ReadError> {
-        let key = (chunk.object_key.clone(), chunk.byte_offset);
-        let bucket = self.bucket.clone();
-        let chunk = chunk.clone();
         self.metrics.cache_requests.inc();
-        let misses = self.metrics.cache_misses.clone();
-        self.cache
-            .try_get_with(key, async move {
-                misses.inc();
-                let path = bucket.path(&chunk.object_key);
-                let range = chunk.byte_offset..chunk.byte_offset + u64::from(chunk.byte_length);
-                let stored = bucket
-                    .store
-                    .get_range(&path, range)
-                    .await
-                    .map_err(|e| ReadError::Bucket(e.to_string()))?;
-                tokio::task::spawn_blocking(move || strata_segment::decode_chunk(&stored))
-                    .await
-                    .map_err(|e| ReadError::Bucket(e.to_string()))?
-                    .map_err(|e| ReadError::Corrupt {
-                        key: chunk.object_key.clone(),
-                        reason: e.to_string(),
-                    })
-            })
+        let Some(decoded) = &self.decoded else {
+            return self.load(chunk.clone()).await;
+        };
+        let key = (chunk.object_key.clone(), chunk.byte_offset);
+        decoded
+            .try_get_with(key, self.load(chunk.clone()))
             .await
             .map_err(|e: Arc<ReadError>| (*e).clone())
     }
+
+    /// Assembles the chunk from blocks and decodes it.
+    async fn load(&self, chunk: IndexedChunk) -> Result<Bytes, ReadError> {
+        self.metrics.cache_misses.inc();
+        let range = chunk.byte_offset..chunk.byte_offset + u64::from(chunk.byte_length);
+        let stored = self.blocks.read(&chunk.object_key, range).await?;
+        let decoded = if stored.len() <= INLINE_DECODE_BYTES {
+            strata_segment::decode_chunk(&stored)
+        } else {
+            tokio::task::spawn_blocking(move || strata_segment::decode_chunk(&stored))
+                .await
+                .map_err(|e| ReadError::Bucket(e.to_string()))?
+        };
+        decoded.map_err(|e| ReadError::Corrupt {
+            key: chunk.object_key.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// What [`serve_rows`] put in a response.
+#[derive(Debug, Default)]
+pub struct ServedRows {
+    /// The batches served, with their assigned base offsets.
+    pub records: BytesMut,
+    /// Where the reader continues: one past the last offset served; `None` when nothing was.
+    pub next_offset: Option<i64>,
+    /// How many of the rows were read (the rest were not reached).
+    pub rows_read: usize,
+}
+
+/// Serves a partition's batches from `from` on out of its index `rows` (in offset order),
+/// within `budget` bytes (the first batch always, KIP-74).
+///
+/// The rows the budget will probably take (by their raw sizes) are read concurrently and
+/// served in order; later rows, when needed, one by one. A batch is never served after a
+/// batch that did not fit, so the response is a gap-free run of offsets.
+pub async fn serve_rows(
+    reader: &ChunkReader,
+    rows: &[IndexedChunk],
+    from: i64,
+    budget: usize,
+) -> Result<ServedRows, ServeError> {
+    let mut served = ServedRows::default();
+    if budget == 0 {
+        return Ok(served);
+    }
+    let likely = rows_for(rows, budget);
+    // reads of rows [served.rows_read, queued), in row order
+    let mut in_flight = FuturesOrdered::new();
+    let mut queued = 0;
+    for row in rows {
+        while queued < likely && in_flight.len() < PARALLEL_ROWS {
+            in_flight.push_back(reader.read(&rows[queued]));
+            queued += 1;
+        }
+        let data = match in_flight.next().await {
+            Some(data) => data,
+            None => reader.read(row).await,
+        };
+        served.rows_read += 1;
+        let data = data.map_err(|source| ServeError::Unreadable {
+            key: row.object_key.clone(),
+            source,
+        })?;
+        let batches = row_slice(&data, row).map_err(ServeError::Corrupt)?;
+        let room = budget.saturating_sub(served.records.len());
+        let added = serve_batches(batches, row.base_offset, from, room, &mut served.records)
+            .map_err(ServeError::Corrupt)?;
+        served.next_offset = added.next_offset.or(served.next_offset);
+        // the budget stopped this chunk short, or is used up: a later chunk must not be
+        // served, or the batches left out of this one would be skipped
+        if added.budget_reached || served.records.len() >= budget {
+            break;
+        }
+    }
+    Ok(served)
+}
+
+/// How many leading `rows` hold `budget` raw bytes (all of them if they hold less).
+fn rows_for(rows: &[IndexedChunk], budget: usize) -> usize {
+    let mut bytes = 0usize;
+    for (i, row) in rows.iter().enumerate() {
+        bytes += row.raw_length as usize;
+        if bytes >= budget {
+            return i + 1;
+        }
+    }
+    rows.len()
 }
 
 /// The batches an index row covers inside its decoded chunk.
@@ -146,31 +270,225 @@ pub fn placed_batches(
     })
 }
 
+/// What [`serve_batches`] appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Served {
+    /// Bytes appended.
+    pub bytes: usize,
+    /// One past the last offset of the last batch appended; `None` when none was.
+    pub next_offset: Option<i64>,
+    /// A batch at or after the wanted offset did not fit the budget: the caller must not
+    /// serve later chunks in this response, or the consumer would skip that batch.
+    pub budget_reached: bool,
+}
+
 /// Appends to `out` the batches of `data` (a chunk starting at `chunk_base`) that hold
 /// offsets >= `from`, with their assigned base offsets written in, while `budget` allows.
 ///
 /// The first batch is taken even when larger than the budget if `out` is still empty, so a
-/// consumer is never stuck behind a large batch (KIP-74). Returns the bytes appended.
+/// consumer is never stuck behind a large batch (KIP-74). Returns the bytes appended, the
+/// offset a reader continues from, and whether the budget cut the chunk short.
 pub fn serve_batches(
     data: &[u8],
     chunk_base: i64,
     from: i64,
     budget: usize,
     out: &mut BytesMut,
-) -> Result<usize, ReadError> {
-    let mut written = 0;
+) -> Result<Served, ReadError> {
+    let mut served = Served::default();
     for placed in placed_batches(data, chunk_base) {
         let placed = placed?;
         if placed.end_offset() <= from {
             continue;
         }
-        if written + placed.bytes.len() > budget && !out.is_empty() {
+        if served.bytes + placed.bytes.len() > budget && !out.is_empty() {
+            served.budget_reached = true;
             break;
         }
         let at = out.len();
         out.extend_from_slice(placed.bytes);
         set_base_offset(&mut out[at..], placed.base_offset);
-        written += placed.bytes.len();
+        served.bytes += placed.bytes.len();
+        served.next_offset = Some(placed.end_offset());
     }
-    Ok(written)
+    Ok(served)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::block_cache::{BlockCacheConfig, MIN_BLOCK_BYTES};
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, PutPayload};
+    use strata_segment::{ChunkInput, PartitionKey, SegmentWriter};
+    use strata_storage::{Bucket, CountingStore};
+
+    const BLOCK: u64 = MIN_BLOCK_BYTES;
+
+    /// Chunk bytes of `len`: compressible for even partitions, not for odd ones.
+    fn payload(segment: usize, partition: i32, len: usize) -> Vec<u8> {
+        let mut x = (segment as u64 + 1) * 7919 + partition as u64;
+        (0..len)
+            .map(|i| {
+                if partition % 2 == 0 {
+                    (i / 100) as u8
+                } else {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                }
+            })
+            .collect()
+    }
+
+    /// Multi-partition segments as an agent writes them; returns their index rows, in
+    /// order, with the bytes each row decodes to, and the blocks the rows' chunks touch.
+    async fn segments(store: &InMemory) -> (Vec<(IndexedChunk, Vec<u8>)>, u64) {
+        let mut rows = Vec::new();
+        let mut blocks = 0;
+        for segment in 0..6 {
+            let mut writer = SegmentWriter::new(1);
+            let mut inputs = Vec::new();
+            for partition in 0..3 {
+                let len = 40_000 + 30_000 * partition as usize + 1_000 * segment;
+                inputs.push((partition, payload(segment, partition, len)));
+            }
+            for (partition, data) in &inputs {
+                writer
+                    .push_chunk(ChunkInput {
+                        key: PartitionKey {
+                            topic_id: [9; 16],
+                            partition: *partition,
+                        },
+                        batches: data,
+                        batch_count: 1,
+                        record_count: 1,
+                        max_timestamp: 0,
+                        compress: true,
+                    })
+                    .unwrap();
+            }
+            let (object, entries) = writer.finish();
+            let key = format!("segments/{segment}.seg");
+            store
+                .put(&Path::from(key.as_str()), PutPayload::from(object))
+                .await
+                .unwrap();
+            let chunk_end = entries.iter().map(|e| e.range().end).max().unwrap();
+            blocks += chunk_end.div_ceil(BLOCK);
+            for (entry, (_, data)) in entries.iter().zip(inputs) {
+                let row = IndexedChunk {
+                    object_key: key.clone(),
+                    byte_offset: entry.offset,
+                    byte_length: entry.len,
+                    raw_length: data.len() as u32,
+                    ..Default::default()
+                };
+                rows.push((row, data));
+            }
+        }
+        (rows, blocks)
+    }
+
+    async fn twenty_readers(decoded_cache_bytes: u64) {
+        let memory = InMemory::new();
+        let (rows, blocks) = segments(&memory).await;
+        let counting = Arc::new(CountingStore::new(Arc::new(memory)));
+        let bucket = Bucket {
+            store: counting.clone(),
+            prefix: Path::default(),
+        };
+        let metrics = AgentMetrics::default();
+        let config = BlockCacheConfig {
+            capacity_bytes: 1 << 30,
+            block_bytes: BLOCK,
+        };
+        let cache = BlockCache::new(bucket, config, metrics.read.clone());
+        let reader = ChunkReader::new(cache, decoded_cache_bytes, metrics.clone());
+        let rows = Arc::new(rows);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (reader, rows) = (reader.clone(), Arc::clone(&rows));
+                tokio::spawn(async move {
+                    for (row, expected) in rows.iter() {
+                        let data = reader.read(row).await.unwrap();
+                        assert_eq!(row_slice(&data, row).unwrap(), &expected[..]);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(
+            counting.gets(),
+            blocks,
+            "one GET per block of the chunk areas, not one per reader or per chunk"
+        );
+        assert_eq!(metrics.read.block_misses.get(), blocks);
+        assert_eq!(metrics.cache_requests.get(), 20 * rows.len() as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn twenty_readers_of_the_same_segments_cost_one_get_per_block() {
+        twenty_readers(0).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_decoded_chunk_cache_changes_decodes_not_gets() {
+        twenty_readers(64 << 20).await;
+    }
+
+    fn batch(records: usize) -> Vec<u8> {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..records)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(Bytes::from_static(b"value")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn served_batches_report_where_a_reader_continues() {
+        let one = batch(1);
+        let chunk = one.repeat(5); // offsets 100..105, one record per batch
+                                   // from inside the chunk: the batches from 101 on, continue at 105
+        let mut out = BytesMut::new();
+        let served = serve_batches(&chunk, 100, 101, usize::MAX, &mut out).unwrap();
+        assert_eq!(served.bytes, 4 * one.len());
+        assert_eq!(served.next_offset, Some(105));
+        // a budget for one batch: continue after it
+        let mut out = BytesMut::new();
+        let served = serve_batches(&chunk, 100, 100, one.len(), &mut out).unwrap();
+        assert_eq!((served.bytes, served.next_offset), (one.len(), Some(101)));
+        assert!(served.budget_reached);
+        // nothing at or after the offset: nothing served, no position
+        let mut out = BytesMut::new();
+        let served = serve_batches(&chunk, 100, 105, usize::MAX, &mut out).unwrap();
+        assert_eq!(served, Served::default());
+    }
 }

@@ -493,3 +493,75 @@ async fn a_full_ingest_buffer_holds_producers_back_until_uploads_finish() {
     };
     assert_eq!((base(&first), base(&second)), ((0, 0), (0, 2)));
 }
+
+/// One batch of one record whose value is `size` bytes.
+fn big_batch(size: usize, fill: u8) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(vec![fill; size])),
+        headers: IndexMap::new(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &[record], &options).unwrap();
+    buf.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_cut_short_by_its_budget_never_skips_to_a_later_chunk() {
+    let node = start_node(Duration::from_millis(5)).await;
+    let mut conn = Conn::open(node.kafka).await;
+    create_topic(&mut conn, "cut").await;
+    // one chunk of three 600 KB batches (offsets 0, 1, 2), then a chunk with a small one (3)
+    let three = [
+        big_batch(600_000, 1),
+        big_batch(600_000, 2),
+        big_batch(600_000, 3),
+    ]
+    .concat();
+    for records in [Bytes::from(three), big_batch(100, 4)] {
+        let id = conn
+            .send(ApiKey::Produce, 9, &produce("cut", records))
+            .await;
+        let response: ProduceResponse = conn.receive(ApiKey::Produce, 9, id).await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    // 1 MiB per partition: 0 alone, then (a sequential reader, so the lookup also returns
+    // the next chunk) 1 alone, since 2 does not fit and 3 must not be served before it
+    let mut offset = 0;
+    let mut served = Vec::new();
+    while offset < 4 {
+        let id = conn.send(ApiKey::Fetch, 12, &fetch("cut", offset, 0)).await;
+        let response: FetchResponse = conn.receive(ApiKey::Fetch, 12, id).await;
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        let mut records = partition.records.clone().unwrap();
+        let offsets: Vec<i64> = RecordBatchDecoder::decode_all(&mut records)
+            .unwrap()
+            .iter()
+            .flat_map(|set| set.records.iter().map(|r| r.offset))
+            .filter(|o| *o >= offset)
+            .collect();
+        assert_eq!(
+            offsets.first(),
+            Some(&offset),
+            "a response starts where the fetch asked"
+        );
+        offset = offsets.last().unwrap() + 1;
+        served.push(offsets);
+    }
+    assert_eq!(served, vec![vec![0], vec![1], vec![2, 3]]);
+}

@@ -194,9 +194,11 @@ pub struct AgentArgs {
     /// Partitions of auto-created topics.
     #[arg(long, env = "STRATA_DEFAULT_PARTITIONS", default_value_t = 1)]
     pub default_partitions: i32,
-    /// Bytes of decoded chunks the read cache keeps.
+    /// Bytes of segment blocks the read tier's block cache keeps.
     #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub read_cache_bytes: u64,
+    #[command(flatten)]
+    pub read_tier: ReadTierArgs,
     /// Address of the agent's HTTP endpoint: /metrics, /healthz, /readyz (port 0 picks one).
     #[arg(long, env = "STRATA_HTTP_LISTEN", default_value = "127.0.0.1:9095")]
     pub http_listen: SocketAddr,
@@ -236,6 +238,25 @@ pub struct AgentArgs {
     /// rows of at least half of it are not compacted.
     #[arg(long, env = "STRATA_COMPACTION_TARGET_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub compaction_target_bytes: u64,
+}
+
+/// Settings of the agent's read tier beyond the cache size.
+#[derive(Debug, Args)]
+pub struct ReadTierArgs {
+    /// Size of the aligned blocks segment objects are read and cached in (one ranged GET
+    /// per block; 64 KiB to 256 MiB).
+    #[arg(long, env = "STRATA_READ_BLOCK_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub read_block_bytes: u64,
+    /// Bytes of decoded chunks kept on top of the block cache (0: decode on every read).
+    #[arg(long, env = "STRATA_READ_DECODED_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub read_decoded_cache_bytes: u64,
+    /// Bytes of a partition's next data whose blocks are loaded ahead of a sequential reader
+    /// on each of its fetches (0: no read-ahead).
+    #[arg(long, env = "STRATA_READ_AHEAD_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub read_ahead_bytes: u64,
+    /// Read-ahead block loads in flight at once, for the whole agent; more are skipped.
+    #[arg(long, env = "STRATA_READ_AHEAD_CONCURRENCY", default_value_t = 16)]
+    pub read_ahead_concurrency: usize,
 }
 
 /// Runs the chosen command.

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -17,7 +16,7 @@ use strata_proto::metadata::v1 as pb;
 use tokio::time::Instant;
 
 use crate::context::Agent;
-use crate::read::serve_batches;
+use crate::read::{serve_rows, ServeError};
 use crate::topics::Topic;
 
 /// Longest wait a client may ask for.
@@ -94,7 +93,13 @@ async fn fetch_once(
                     topic_id: topic.id.as_bytes().to_vec(),
                     partition: p.partition,
                     offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes.max(1) as u64,
+                    // a sequential reader also gets the rows read-ahead will load
+                    max_bytes: agent.read_ahead.lookup_bytes(
+                        topic.id,
+                        p.partition,
+                        p.fetch_offset,
+                        p.partition_max_bytes.max(1) as u64,
+                    ),
                 })
         })
         .collect();
@@ -125,14 +130,17 @@ async fn fetch_once(
         let mut partitions = Vec::with_capacity(w.request.partitions.len());
         for p in &w.request.partitions {
             let plan = match &w.topic {
-                Ok(topic) if topic.has_partition(p.partition) => {
-                    plans.next().ok_or(ResponseError::KafkaStorageError)
-                }
+                Ok(topic) if topic.has_partition(p.partition) => plans
+                    .next()
+                    .map(|plan| (topic.id, plan))
+                    .ok_or(ResponseError::KafkaStorageError),
                 Ok(_) => Err(ResponseError::UnknownTopicOrPartition),
                 Err(error) => Err(*error),
             };
             let data = match plan {
-                Ok(plan) => serve_partition(agent, p, plan, &mut remaining).await,
+                Ok((topic_id, plan)) => {
+                    serve_partition(agent, topic_id, p, plan, &mut remaining).await
+                }
                 Err(error) => Err(error),
             };
             let data = data.unwrap_or_else(|error| {
@@ -164,6 +172,7 @@ fn empty(partition: i32) -> PartitionData {
 
 async fn serve_partition(
     agent: &Agent,
+    topic_id: uuid::Uuid,
     request: &FetchPartition,
     plan: pb::PartitionChunks,
     remaining: &mut usize,
@@ -186,26 +195,27 @@ async fn serve_partition(
     } else {
         (request.partition_max_bytes.max(0) as usize).min(*remaining)
     };
-    let mut records = BytesMut::new();
-    for chunk in plan.chunks.iter().take_while(|_| *remaining > 0) {
-        let data = agent.reader.read(chunk).await.map_err(|error| {
-            tracing::warn!(%error, key = %chunk.object_key, "chunk read failed");
-            ResponseError::KafkaStorageError
+    let served = serve_rows(&agent.reader, &plan.chunks, offset, budget)
+        .await
+        .map_err(|error| match error {
+            ServeError::Unreadable { .. } => {
+                tracing::warn!(%error, "chunk read failed");
+                ResponseError::KafkaStorageError
+            }
+            ServeError::Corrupt(_) => ResponseError::CorruptMessage,
         })?;
-        let rows =
-            crate::read::row_slice(&data, chunk).map_err(|_| ResponseError::CorruptMessage)?;
-        let room = budget.saturating_sub(records.len());
-        let added = serve_batches(rows, chunk.base_offset, offset, room, &mut records)
-            .map_err(|_| ResponseError::CorruptMessage)?;
-        // the budget stopped this chunk short, or is used up
-        if records.len() >= budget || (added == 0 && !records.is_empty()) {
-            break;
-        }
+    *remaining = remaining.saturating_sub(served.records.len());
+    if let Some(next) = served.next_offset {
+        let unserved = &plan.chunks[served.rows_read..];
+        let partition = request.partition;
+        agent
+            .read_ahead
+            .after_fetch(topic_id, partition, offset, next, unserved)
+            .await;
     }
-    *remaining = remaining.saturating_sub(records.len());
     Ok(empty(request.partition)
         .with_high_watermark(plan.high_watermark)
         .with_last_stable_offset(plan.high_watermark)
         .with_log_start_offset(plan.log_start_offset)
-        .with_records(Some(records.freeze())))
+        .with_records(Some(served.records.freeze())))
 }

@@ -40,6 +40,7 @@ use strata_segment::{ChunkInput, PartitionKey, SegmentWriter};
 use tokio_util::sync::CancellationToken;
 
 pub use self::plan::{plan_groups, PlanLimits};
+use crate::block_cache::{BlockCache, BlockCacheConfig};
 use crate::cluster::ClusterView;
 use crate::context::Agent;
 use crate::metrics::AgentMetrics;
@@ -49,8 +50,8 @@ use crate::read::{row_slice, ChunkReader, ReadError};
 const MAX_ROWS_PER_PARTITION: usize = 100_000;
 /// Attempts of one ReplaceChunks call that failed with a transient error.
 const SWAP_ATTEMPTS: u32 = 5;
-/// Bytes of decoded old chunks the compactor's own reader keeps (it never uses the fetch
-/// path's cache, so a pass does not evict what consumers read).
+/// Bytes of old blocks, and of decoded old chunks, the compactor's own reader keeps (it
+/// never uses the fetch path's caches, so a pass does not evict what consumers read).
 const READER_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// How the compactor runs.
@@ -450,13 +451,15 @@ fn transient(status: &tonic::Status) -> bool {
     )
 }
 
-/// A reader for old chunks that does not share the fetch path's cache.
+/// A reader for old chunks that does not share the fetch path's caches.
 pub fn compaction_reader(agent: &Agent) -> ChunkReader {
-    ChunkReader::new(
-        agent.bucket.clone(),
-        READER_CACHE_BYTES,
-        AgentMetrics::default(),
-    )
+    let metrics = AgentMetrics::default();
+    let config = BlockCacheConfig {
+        capacity_bytes: READER_CACHE_BYTES,
+        block_bytes: agent.config.read_block_bytes,
+    };
+    let blocks = BlockCache::new(agent.bucket.clone(), config, metrics.read.clone());
+    ChunkReader::new(blocks, READER_CACHE_BYTES, metrics)
 }
 
 /// Runs a pass every `settings.interval` until `stop` is cancelled.
