@@ -360,9 +360,11 @@ impl Written {
         let outcomes: Vec<&str> = self.outcomes.iter().map(|(_, o)| o.as_str()).collect();
         execute(
             tx,
+            // `= ANY($1)` lets the planner reach the rows through the key's index; a
+            // join with unnest alone is planned as a scan of the whole table
             "UPDATE segments s SET outcome = u.outcome
              FROM unnest($1::text[], $2::text[]) AS u(object_key, outcome)
-             WHERE s.object_key = u.object_key",
+             WHERE s.object_key = ANY($1) AND s.object_key = u.object_key",
             &[&keys, &outcomes],
         )
         .await?;
