@@ -23,11 +23,14 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -35,17 +38,17 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strata_agent::metadata_client::MetadataClient;
 use strata_agent::{Agent, AgentConfig};
 use strata_storage::{Bucket, CountingStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::Conn;
+use tokio::net::TcpListener;
 
 const TOPIC: &str = "replay";
 const PARTITIONS: i32 = 4;
@@ -137,55 +140,6 @@ impl Settings {
     }
 }
 
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Conn {
-    async fn open(addr: std::net::SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Self { stream, next_id: 1 }
-    }
-
-    async fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, body: &Q) -> R {
-        let id = self.send(api, version, body).await;
-        self.receive(api, version, id).await
-    }
-
-    async fn send<Q: Encodable>(&mut self, api: ApiKey, version: i16, body: &Q) -> i32 {
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("replay-bench")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let size = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-        id
-    }
-
-    async fn receive<R: Decodable>(&mut self, api: ApiKey, version: i16, id: i32) -> R {
-        let size = self.stream.read_i32().await.unwrap();
-        let mut frame = BytesMut::zeroed(size as usize);
-        self.stream.read_exact(&mut frame).await.unwrap();
-        let mut frame = frame.freeze();
-        let header =
-            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, id);
-        R::decode(&mut frame, version).unwrap()
-    }
-}
-
 /// Metadata service, bucket and the history, shared by every iteration.
 struct World {
     metadata: MetadataClient,
@@ -210,15 +164,7 @@ impl World {
     async fn start(settings: Settings) -> Self {
         let store = Arc::new(strata_metadata::sqlite::SqliteStore::in_memory().unwrap());
         let service = strata_metadata::MetadataServiceImpl::new(store, strata_clock::system());
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(strata_metadata::grpc_service(service))
-                .serve_with_incoming(
-                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                ),
-        );
+        let metadata = support::serve_metadata(service).await;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().join("bucket").display());
         let local = strata_storage::open(&url, &Default::default()).unwrap();
@@ -228,11 +174,7 @@ impl World {
             prefix: local.prefix,
         };
         let mut world = Self {
-            metadata: strata_agent::metadata_client::connect(
-                &[format!("http://{grpc_addr}")],
-                None,
-            )
-            .unwrap(),
+            metadata,
             bucket,
             counting,
             dir,

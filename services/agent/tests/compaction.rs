@@ -3,10 +3,12 @@
 //! during a pass, and after passes killed at any point.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -14,9 +16,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -26,8 +28,8 @@ use strata_clock::{Clock, ManualClock};
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::MetadataServiceImpl;
 use strata_proto::metadata::v1 as pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::{serve_metadata, Conn};
+use tokio::net::TcpListener;
 
 const PARTITIONS: i32 = 3;
 const SEGMENTS: usize = 30;
@@ -36,18 +38,7 @@ const PER_BATCH: usize = 4;
 /// An agent and a metadata service sharing `clock`, with no background collectors.
 async fn start(clock: Arc<ManualClock>) -> (Arc<Agent>, std::net::SocketAddr) {
     let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let service = MetadataServiceImpl::new(store, clock.clone());
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc_addr = grpc.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(strata_metadata::grpc_service(service))
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            ),
-    );
-    let metadata =
-        strata_agent::metadata_client::connect(&[format!("http://{grpc_addr}")], None).unwrap();
+    let metadata = serve_metadata(MetadataServiceImpl::new(store, clock.clone())).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let kafka = listener.local_addr().unwrap();
     let config = AgentConfig {
@@ -62,45 +53,6 @@ async fn start(clock: Arc<ManualClock>) -> (Arc<Agent>, std::net::SocketAddr) {
     let agent = Agent::start(config, metadata, bucket, clock);
     tokio::spawn(Arc::clone(&agent).serve(listener, std::future::pending()));
     (agent, kafka)
-}
-
-struct Conn {
-    stream: TcpStream,
-    next_id: i32,
-}
-
-impl Conn {
-    async fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        api: ApiKey,
-        version: i16,
-        body: &Req,
-    ) -> Resp {
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("compaction-test")));
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, api.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let size = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&buf).await.unwrap();
-        let size = self.stream.read_i32().await.unwrap();
-        let mut frame = vec![0u8; size as usize];
-        self.stream.read_exact(&mut frame).await.unwrap();
-        let mut frame = Bytes::from(frame);
-        let header =
-            ResponseHeader::decode(&mut frame, api.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, id);
-        Resp::decode(&mut frame, version).unwrap()
-    }
 }
 
 fn name(topic: &str) -> TopicName {
@@ -268,10 +220,7 @@ async fn settings_for(agent: &Agent) -> CompactionSettings {
 async fn setup() -> (Arc<Agent>, Arc<ManualClock>, Conn) {
     let clock = ManualClock::new(strata_clock::system().now_millis());
     let (agent, kafka) = start(clock.clone()).await;
-    let mut conn = Conn {
-        stream: TcpStream::connect(kafka).await.unwrap(),
-        next_id: 1,
-    };
+    let mut conn = Conn::open(kafka).await;
     produce_segments(&mut conn).await;
     (agent, clock, conn)
 }
@@ -310,10 +259,7 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
     clock.advance(Duration::from_secs(601));
     // readers run while the pass does
     let kafka_reader = {
-        let mut conn = Conn {
-            stream: TcpStream::connect(agent.config.kafka_listen).await.unwrap(),
-            next_id: 1,
-        };
+        let mut conn = Conn::open(agent.config.kafka_listen).await;
         tokio::spawn(async move {
             for _ in 0..5 {
                 assert_every_record_once_in_order(&mut conn).await;

@@ -34,10 +34,9 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(addr: SocketAddr) -> Self {
-        Self {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            next_id: 1,
-        }
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self { stream, next_id: 1 }
     }
 
     /// Sends a request without waiting; returns its correlation id.

@@ -261,7 +261,7 @@ async fn read_inputs(
 #[derive(Default)]
 struct Written {
     /// Index rows with the object key each belongs to.
-    rows: Vec<(String, PlannedRow)>,
+    rows: Vec<PlannedRow>,
     /// Final high watermark of each partition.
     high_watermarks: BTreeMap<PartitionId, i64>,
     /// Final sequence state of each (producer, partition).
@@ -293,11 +293,7 @@ impl Written {
         let encoded = encode_outcomes(&plan.outcomes)?;
         state.absorb(&plan);
         self.outcomes.push((commit.object_key.clone(), encoded));
-        self.rows.extend(
-            plan.rows
-                .into_iter()
-                .map(|row| (commit.object_key.clone(), row)),
-        );
+        self.rows.extend(plan.rows);
         self.high_watermarks.extend(plan.high_watermarks);
         self.producer_states.extend(plan.producer_states);
         Ok(plan.outcomes)
@@ -372,19 +368,17 @@ impl Written {
     }
 }
 
-async fn insert_rows(tx: &Transaction<'_>, rows: &[(String, PlannedRow)]) -> Result<(), PgError> {
-    let keys: Vec<&str> = rows.iter().map(|(key, _)| key.as_str()).collect();
-    let ids: Vec<&[u8]> = rows
-        .iter()
-        .map(|(_, r)| &r.partition.topic_id[..])
-        .collect();
-    let numbers: Vec<i32> = rows.iter().map(|(_, r)| r.partition.partition).collect();
+/// Inserts index rows in one statement: a commit's, or the rows compaction swaps in.
+pub(super) async fn insert_rows(tx: &Transaction<'_>, rows: &[PlannedRow]) -> Result<(), PgError> {
+    let keys: Vec<&str> = rows.iter().map(|r| r.row.object_key.as_str()).collect();
+    let ids: Vec<&[u8]> = rows.iter().map(|r| &r.partition.topic_id[..]).collect();
+    let numbers: Vec<i32> = rows.iter().map(|r| r.partition.partition).collect();
     let column = |f: fn(&crate::store::ChunkRow) -> i64| -> Vec<i64> {
-        rows.iter().map(|(_, r)| f(&r.row)).collect()
+        rows.iter().map(|r| f(&r.row)).collect()
     };
     let base = column(|r| r.base_offset);
     let end = column(|r| r.end_offset);
-    // checked to fit by Written::add
+    // checked to fit by the callers
     let byte_offset = column(|r| i64::try_from(r.byte_offset).unwrap_or(i64::MAX));
     let byte_length = column(|r| i64::from(r.byte_length));
     let raw_offset = column(|r| i64::from(r.raw_offset));

@@ -17,6 +17,7 @@
 
 use super::error::PgError;
 use super::{execute, query, retention, Writer};
+use crate::commit_plan::PlannedRow;
 use crate::replace_rules::{check_expected, replaced_objects, replaced_range, REPLACED_OUTCOME};
 use crate::store::{ChunkReplacement, ExpectedRow, ReplaceOutcome, StoreError};
 
@@ -108,38 +109,13 @@ async fn insert_rows(
     tx: &deadpool_postgres::Transaction<'_>,
     r: &ChunkReplacement,
 ) -> Result<(), PgError> {
-    let p = &r.partition;
-    let n = r.rows.len();
-    let ids: Vec<&[u8]> = vec![&p.topic_id[..]; n];
-    let numbers: Vec<i32> = vec![p.partition; n];
-    let column = |f: fn(&crate::store::ChunkRow) -> i64| r.rows.iter().map(f).collect::<Vec<i64>>();
-    let base = column(|c| c.base_offset);
-    let end = column(|c| c.end_offset);
-    let keys: Vec<&str> = r.rows.iter().map(|c| c.object_key.as_str()).collect();
-    let byte_offset = column(|c| c.byte_offset as i64);
-    let byte_length = column(|c| i64::from(c.byte_length));
-    let raw_offset = column(|c| i64::from(c.raw_offset));
-    let raw_length = column(|c| i64::from(c.raw_length));
-    let max_timestamp = column(|c| c.max_timestamp);
-    execute(
-        tx,
-        "INSERT INTO chunks (topic_id, partition, base_offset, end_offset, object_key, byte_offset,
-                             byte_length, raw_offset, raw_length, max_timestamp)
-         SELECT * FROM unnest($1::bytea[], $2::int4[], $3::int8[], $4::int8[], $5::text[],
-                              $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])",
-        &[
-            &ids,
-            &numbers,
-            &base,
-            &end,
-            &keys,
-            &byte_offset,
-            &byte_length,
-            &raw_offset,
-            &raw_length,
-            &max_timestamp,
-        ],
-    )
-    .await?;
-    Ok(())
+    let rows: Vec<PlannedRow> = r
+        .rows
+        .iter()
+        .map(|row| PlannedRow {
+            partition: r.partition,
+            row: row.clone(),
+        })
+        .collect();
+    super::commit::insert_rows(tx, &rows).await
 }
