@@ -19,6 +19,12 @@
 //! - **Bounded memory.** The cache holds at most `capacity_bytes` of blocks (moka weighs each
 //!   block by its length); bytes handed out stay alive while a response uses them, even
 //!   after their block was evicted.
+//! - **Least recently used goes first.** A replay streams through far more data than the
+//!   cache holds, and each block it loads (or prefetches) must stay until the other
+//!   readers of that block (other partitions of the segment, other consumers) come. moka's
+//!   default admission policy (TinyLFU) refuses new entries that are less frequently used
+//!   than the ones they would evict, which turns every block of a long scan into a
+//!   one-reader block and makes read-ahead load blocks that are thrown away at once.
 //!
 //! Read-ahead (`crate::read_ahead`) loads blocks with [`BlockCache::prefetch`]; a
 //! prefetched block that a fetch later reads is counted once as used.
@@ -30,6 +36,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use strata_storage::Bucket;
 use thiserror::Error;
 
@@ -127,6 +134,7 @@ struct Block {
 pub struct BlockCache {
     bucket: Bucket,
     block_bytes: u64,
+    capacity_bytes: u64,
     cache: Cache<BlockId, Arc<Block>>,
     metrics: ReadMetrics,
 }
@@ -150,10 +158,12 @@ impl BlockCache {
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .max_capacity(config.capacity_bytes)
+            .eviction_policy(EvictionPolicy::lru())
             .build();
         Self {
             bucket,
             block_bytes: config.block_bytes.clamp(MIN_BLOCK_BYTES, MAX_BLOCK_BYTES),
+            capacity_bytes: config.capacity_bytes,
             cache,
             metrics,
         }
@@ -162,6 +172,11 @@ impl BlockCache {
     /// The block size in use.
     pub fn block_bytes(&self) -> u64 {
         self.block_bytes
+    }
+
+    /// The most bytes of blocks the cache keeps.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
     }
 
     /// The blocks covering `range` of `object`, in order (none for an empty range).
@@ -529,6 +544,33 @@ mod tests {
         f.cache.cache.run_pending_tasks().await;
         assert!(f.cache.cache.weighted_size() <= 4 * BLOCK + 4 * 1024);
         assert!(f.cache.cache.entry_count() <= 4);
+    }
+
+    #[tokio::test]
+    async fn a_scan_larger_than_the_cache_keeps_the_blocks_it_just_loaded() {
+        // a replay streams through far more data than the cache holds; every block it
+        // loads (or prefetches) must stay until its other readers come, however often
+        // older blocks were read
+        let len = (64 * BLOCK) as usize;
+        let f = fixture(&[("big", len)], 8 * BLOCK + 8 * 1024).await;
+        for _ in 0..8 {
+            f.cache.read("big", 0..1).await.unwrap();
+        }
+        for i in 1..64 {
+            let block = BlockId {
+                object: Arc::from("big"),
+                index: i,
+            };
+            f.cache.prefetch(block).await.unwrap();
+            f.cache.cache.run_pending_tasks().await;
+            f.cache.read("big", i * BLOCK..i * BLOCK + 1).await.unwrap();
+            f.cache
+                .read("big", i * BLOCK + 2..i * BLOCK + 3)
+                .await
+                .unwrap();
+        }
+        assert_eq!(f.counting.gets(), 64, "one GET per block");
+        assert_eq!(f.metrics.prefetch_used.get(), 63);
     }
 
     #[test]

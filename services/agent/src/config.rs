@@ -46,7 +46,7 @@ pub struct AgentConfig {
     /// Bytes of decoded chunks kept on top of the block cache (0: decode on every read).
     pub read_decoded_cache_bytes: u64,
     /// Bytes of a partition's data after a sequential reader's fetch whose blocks are loaded
-    /// ahead of it (0: no read-ahead).
+    /// ahead of it (0: no read-ahead); at most a quarter of `read_cache_bytes` is used.
     pub read_ahead_bytes: u64,
     /// Read-ahead block loads in flight at once, agent-wide.
     pub read_ahead_concurrency: usize,

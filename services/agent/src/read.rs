@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use strata_batch::{set_base_offset, BatchHeader, BatchIter};
 use strata_proto::metadata::v1::IndexedChunk;
 use thiserror::Error;
@@ -101,6 +102,8 @@ impl ChunkReader {
                     value.len().try_into().unwrap_or(u32::MAX)
                 })
                 .max_capacity(decoded_cache_bytes)
+                // a replay is a scan: keep the newest chunks (see block_cache)
+                .eviction_policy(EvictionPolicy::lru())
                 .build()
         });
         Self {

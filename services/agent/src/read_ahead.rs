@@ -18,7 +18,9 @@
 //!   number of such positions ([`POSITIONS`]), so a seek or a one-off read loads nothing
 //!   extra, and twenty consumers at different points of one partition each count.
 //! - **Bounded.** Per fetch, only the blocks of the rows within `bytes` of the partition's
-//!   data after the response are considered (and `LookupBatches` returns at most 64 rows),
+//!   data after the response are considered (and `LookupBatches` returns at most 64 rows);
+//!   the window is capped at a quarter of the block cache ([`MAX_CACHE_SHARE`]), so that
+//!   what is read ahead is not evicted before its reader comes;
 //!   and at most `concurrency` block loads run at once across the agent. A prefetch that
 //!   finds no free slot is skipped (counted), never queued: the next fetch asks again.
 //! - **Never in the way.** Prefetches run on their own tasks, started after the response
@@ -37,6 +39,8 @@ use crate::metrics::ReadMetrics;
 
 /// Fetch end positions remembered to recognise sequential readers.
 pub const POSITIONS: u64 = 65_536;
+/// The read-ahead window is at most the block cache's capacity divided by this.
+pub const MAX_CACHE_SHARE: u64 = 4;
 
 /// Settings of read-ahead.
 #[derive(Debug, Clone, Copy)]
@@ -75,8 +79,8 @@ impl ReadAhead {
     /// Read-ahead into `blocks` with `config`.
     pub fn new(blocks: BlockCache, config: ReadAheadConfig, metrics: ReadMetrics) -> Self {
         let config = ReadAheadConfig {
+            bytes: config.bytes.min(blocks.capacity_bytes() / MAX_CACHE_SHARE),
             concurrency: config.concurrency.max(1),
-            ..config
         };
         Self {
             config,

@@ -251,7 +251,7 @@ pub struct ReadTierArgs {
     #[arg(long, env = "STRATA_READ_DECODED_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub read_decoded_cache_bytes: u64,
     /// Bytes of a partition's next data whose blocks are loaded ahead of a sequential reader
-    /// on each of its fetches (0: no read-ahead).
+    /// on each of its fetches, up to a quarter of --read-cache-bytes (0: no read-ahead).
     #[arg(long, env = "STRATA_READ_AHEAD_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub read_ahead_bytes: u64,
     /// Read-ahead block loads in flight at once, for the whole agent; more are skipped.
