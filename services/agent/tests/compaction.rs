@@ -16,20 +16,16 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    ProduceResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strata_agent::compactor::{self, CompactionSettings};
 use strata_agent::{Agent, AgentConfig};
 use strata_clock::{Clock, ManualClock};
-use strata_metadata::sqlite::SqliteStore;
-use strata_metadata::MetadataServiceImpl;
 use strata_proto::metadata::v1 as pb;
-use support::{serve_metadata, Conn};
-use tokio::net::TcpListener;
+use support::{name, start_agent, Conn};
 
 const PARTITIONS: i32 = 3;
 const SEGMENTS: usize = 30;
@@ -37,26 +33,13 @@ const PER_BATCH: usize = 4;
 
 /// An agent and a metadata service sharing `clock`, with no background collectors.
 async fn start(clock: Arc<ManualClock>) -> (Arc<Agent>, std::net::SocketAddr) {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let metadata = serve_metadata(MetadataServiceImpl::new(store, clock.clone())).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kafka = listener.local_addr().unwrap();
     let config = AgentConfig {
-        kafka_listen: kafka,
-        advertised_port: kafka.port(),
         flush_interval: Duration::from_millis(5),
         gc_interval: Duration::ZERO,
         compaction_interval: Duration::ZERO,
         ..AgentConfig::default()
     };
-    let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
-    let agent = Agent::start(config, metadata, bucket, clock);
-    tokio::spawn(Arc::clone(&agent).serve(listener, std::future::pending()));
-    (agent, kafka)
-}
-
-fn name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_string()))
+    start_agent(clock, config).await
 }
 
 fn batch(partition: i32, first: usize, count: usize) -> Bytes {

@@ -20,43 +20,26 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ProduceRequest, ProduceResponse, TopicName,
+    ListOffsetsResponse, ProduceRequest, ProduceResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strata_agent::{Agent, AgentConfig};
 use strata_clock::ManualClock;
-use strata_metadata::sqlite::SqliteStore;
-use strata_metadata::MetadataServiceImpl;
-use support::{serve_metadata, Conn};
-use tokio::net::TcpListener;
+use support::{name, start_agent, Conn};
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// An agent and a metadata service sharing `clock`, with no background collectors.
 async fn start(clock: Arc<ManualClock>) -> (Arc<Agent>, std::net::SocketAddr) {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let metadata = serve_metadata(MetadataServiceImpl::new(store, clock.clone())).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let kafka = listener.local_addr().unwrap();
     let config = AgentConfig {
-        kafka_listen: kafka,
-        advertised_port: kafka.port(),
         flush_interval: Duration::from_millis(5),
         gc_interval: Duration::ZERO,
         ..AgentConfig::default()
     };
-    let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
-    let agent = Agent::start(config, metadata, bucket, clock);
-    tokio::spawn(Arc::clone(&agent).serve(listener, std::future::pending()));
-    (agent, kafka)
-}
-
-fn name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_string()))
+    start_agent(clock, config).await
 }
 
 fn batch(count: usize) -> Bytes {

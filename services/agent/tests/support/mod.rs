@@ -3,11 +3,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strata_agent::metadata_client::MetadataClient;
+use strata_agent::{Agent, AgentConfig};
+use strata_clock::ManualClock;
+use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::MetadataServiceImpl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +29,29 @@ pub async fn serve_metadata(service: MetadataServiceImpl) -> MetadataClient {
             ),
     );
     strata_agent::metadata_client::connect(&[format!("http://{grpc_addr}")], None).unwrap()
+}
+
+/// An agent on an in-memory bucket and a metadata service (SQLite in memory) sharing
+/// `clock`, with `config`'s settings and a free Kafka port; returns the agent and its address.
+pub async fn start_agent(clock: Arc<ManualClock>, config: AgentConfig) -> (Arc<Agent>, SocketAddr) {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let metadata = serve_metadata(MetadataServiceImpl::new(store, clock.clone())).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kafka = listener.local_addr().unwrap();
+    let config = AgentConfig {
+        kafka_listen: kafka,
+        advertised_port: kafka.port(),
+        ..config
+    };
+    let bucket = strata_storage::open("memory://", &Default::default()).unwrap();
+    let agent = Agent::start(config, metadata, bucket, clock);
+    tokio::spawn(Arc::clone(&agent).serve(listener, std::future::pending()));
+    (agent, kafka)
+}
+
+/// A topic name for a request.
+pub fn name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
 }
 
 /// A Kafka connection with its own correlation ids.
