@@ -76,19 +76,19 @@ def read_tier_summary(text: str) -> str:
     return ", ".join(f"{n}={sample(text, 'strata_agent_' + n):.0f}" for n in names)
 
 
-def produce_history(strata, topic: str) -> dict[int, int]:
-    """Produces RECORDS records round-robin over the partitions; returns records per partition."""
-    create_topic(strata.bootstrap, topic, PARTITIONS)
+def produce_history(strata, topic: str, records: int = RECORDS, partitions: int = PARTITIONS) -> dict[int, int]:
+    """Produces `records` records round-robin over the partitions; returns records per partition."""
+    create_topic(strata.bootstrap, topic, partitions)
     producer = confluent_producer(strata.bootstrap, **{"linger.ms": 20})
     errors = []
-    counts = {p: 0 for p in range(PARTITIONS)}
+    counts = {p: 0 for p in range(partitions)}
 
     def on_delivery(err, _msg):
         if err is not None:
             errors.append(err)
 
-    for i in range(RECORDS):
-        p = i % PARTITIONS
+    for i in range(records):
+        p = i % partitions
         seq = counts[p]
         counts[p] += 1
         while True:

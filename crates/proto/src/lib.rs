@@ -8,3 +8,11 @@ pub mod metadata {
         tonic::include_proto!("strata.metadata.v1");
     }
 }
+
+/// `strata.cache.v1`: the read tier's peer protocol (blocks fetched from their owner).
+pub mod cache {
+    /// Version 1 of the cache peer API.
+    pub mod v1 {
+        tonic::include_proto!("strata.cache.v1");
+    }
+}

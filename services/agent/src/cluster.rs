@@ -4,12 +4,19 @@
 //! Every agent accepts every partition; "leader" only spreads clients over agents. It is
 //! chosen by rendezvous hashing over the live agents, so every agent names the same leader
 //! for a partition, and only the partitions of an agent that joins or leaves move.
+//!
+//! The same heartbeats bring the live cache nodes, from which the read tier's ring is
+//! rebuilt, so the ring follows cache nodes joining and leaving within a heartbeat.
 
 use crate::metadata_client::MetadataClient;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use strata_proto::metadata::v1::{AgentHeartbeatRequest, AgentInfo};
+use strata_cache::{CacheRing, ReadMetrics};
+use strata_proto::metadata::v1::{
+    AgentHeartbeatRequest, AgentInfo, CacheNodeHeartbeatRequest, CacheNodeInfo,
+};
 use tokio_util::sync::CancellationToken;
 
 /// The live agents as last reported by the metadata service.
@@ -18,15 +25,20 @@ pub struct ClusterView {
     me: AgentInfo,
     live: Arc<RwLock<Vec<AgentInfo>>>,
     lease: Duration,
+    ring: CacheRing,
+    read_metrics: ReadMetrics,
 }
 
 impl ClusterView {
-    /// A view holding only this agent until the first heartbeat answers.
-    pub fn new(me: AgentInfo, lease: Duration) -> Self {
+    /// A view holding only this agent until the first heartbeat answers; each heartbeat
+    /// also replaces the members of `ring` with the live cache nodes.
+    pub fn new(me: AgentInfo, lease: Duration, ring: CacheRing, read_metrics: ReadMetrics) -> Self {
         Self {
             live: Arc::new(RwLock::new(vec![me.clone()])),
             me,
             lease,
+            ring,
+            read_metrics,
         }
     }
 
@@ -68,6 +80,8 @@ impl ClusterView {
         };
         let response = client.clone().agent_heartbeat(request).await?.into_inner();
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = response.agents;
+        let members = self.ring.set_members(&response.cache_nodes);
+        self.read_metrics.ring_members.set(members as i64);
         Ok(())
     }
 
@@ -79,19 +93,93 @@ impl ClusterView {
         stop: CancellationToken,
     ) {
         let view = self.clone();
-        tokio::spawn(async move {
-            let beat = async {
-                let mut ticker = tokio::time::interval(interval);
-                loop {
-                    ticker.tick().await;
-                    if let Err(status) = view.heartbeat(&client).await {
-                        tracing::warn!(%status, node_id = view.me.node_id, "agent heartbeat failed");
-                    }
+        every(interval, stop, move || {
+            let (view, client) = (view.clone(), client.clone());
+            async move {
+                if let Err(status) = view.heartbeat(&client).await {
+                    tracing::warn!(%status, node_id = view.me.node_id, "agent heartbeat failed");
                 }
-            };
-            stop.run_until_cancelled(beat).await;
+            }
         });
     }
+}
+
+/// Keeps a cache node on the metadata service's list of live cache nodes, from which every
+/// agent builds its ring.
+///
+/// Cloning is cheap and clones share the registration state.
+#[derive(Debug, Clone)]
+pub struct CacheNodeRegistration {
+    node: CacheNodeInfo,
+    lease: Duration,
+    registered: Arc<AtomicBool>,
+}
+
+impl CacheNodeRegistration {
+    /// A registration of `node` lasting `lease` past each heartbeat; none made yet.
+    pub fn new(node: CacheNodeInfo, lease: Duration) -> Self {
+        Self {
+            node,
+            lease,
+            registered: Arc::default(),
+        }
+    }
+
+    /// The node as peers reach it.
+    pub fn node(&self) -> &CacheNodeInfo {
+        &self.node
+    }
+
+    /// True when the last heartbeat was accepted: agents route blocks to the node.
+    pub fn is_registered(&self) -> bool {
+        self.registered.load(Ordering::Relaxed)
+    }
+
+    /// Registers (or renews) the node once; returns the live cache nodes.
+    pub async fn heartbeat(
+        &self,
+        client: &MetadataClient,
+    ) -> Result<Vec<CacheNodeInfo>, tonic::Status> {
+        let request = CacheNodeHeartbeatRequest {
+            node: Some(self.node.clone()),
+            lease_ms: u32::try_from(self.lease.as_millis()).unwrap_or(u32::MAX),
+        };
+        let outcome = client.clone().cache_node_heartbeat(request).await;
+        self.registered.store(outcome.is_ok(), Ordering::Relaxed);
+        Ok(outcome?.into_inner().nodes)
+    }
+
+    /// Heartbeats every `interval` until `stop` is cancelled.
+    pub fn spawn(&self, client: MetadataClient, interval: Duration, stop: CancellationToken) {
+        let registration = self.clone();
+        every(interval, stop, move || {
+            let (registration, client) = (registration.clone(), client.clone());
+            async move {
+                if let Err(status) = registration.heartbeat(&client).await {
+                    let address = &registration.node.address;
+                    tracing::warn!(%status, %address, "cache node heartbeat failed");
+                }
+            }
+        });
+    }
+}
+
+/// Runs `beat` every `interval` (the first at once) until `stop` is cancelled.
+fn every<F, Fut>(interval: Duration, stop: CancellationToken, mut beat: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let beats = async {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                beat().await;
+            }
+        };
+        stop.run_until_cancelled(beats).await;
+    });
 }
 
 /// FNV-1a over the partition and the node id: stable across processes and versions.
@@ -152,7 +240,8 @@ mod tests {
 
     #[test]
     fn this_agent_is_always_in_its_own_view() {
-        let view = ClusterView::new(agent(5), Duration::from_secs(5));
+        let ring = CacheRing::new(None, None);
+        let view = ClusterView::new(agent(5), Duration::from_secs(5), ring, Default::default());
         *view.live.write().unwrap() = vec![agent(1)];
         assert_eq!(
             view.agents().iter().map(|a| a.node_id).collect::<Vec<_>>(),

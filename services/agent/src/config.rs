@@ -70,6 +70,11 @@ pub struct AgentConfig {
     pub compaction_min_age: Duration,
     /// Most raw bytes of record batches in one compacted object (one chunk, one index row).
     pub compaction_target_bytes: u64,
+    /// host:port other nodes reach this agent's cache peer server at, when the agent also
+    /// serves the cache role (it then owns its share of blocks on the ring).
+    pub cache_advertised_addr: Option<String>,
+    /// How the read tier talks to the cache nodes owning blocks.
+    pub cache_peers: strata_cache::PeerConfig,
 }
 
 impl Default for AgentConfig {
@@ -104,6 +109,8 @@ impl Default for AgentConfig {
             compaction_interval: Duration::from_secs(5 * 60),
             compaction_min_age: Duration::from_secs(10 * 60),
             compaction_target_bytes: 16 * 1024 * 1024,
+            cache_advertised_addr: None,
+            cache_peers: strata_cache::PeerConfig::default(),
         }
     }
 }

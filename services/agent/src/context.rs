@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use crate::block_cache::{BlockCache, BlockCacheConfig};
-use crate::cluster::ClusterView;
+use crate::cluster::{CacheNodeRegistration, ClusterView};
 use crate::config::AgentConfig;
 use crate::ingest::Ingest;
 use crate::metrics::AgentMetrics;
@@ -22,6 +22,8 @@ use crate::read::ChunkReader;
 use crate::read_ahead::{ReadAhead, ReadAheadConfig};
 use crate::topics::TopicCache;
 use crate::watermarks::Watermarks;
+use strata_cache::{CacheRing, PeerClients};
+use strata_proto::metadata::v1::CacheNodeInfo;
 
 /// Everything request handlers share.
 #[derive(Debug)]
@@ -38,6 +40,9 @@ pub struct Agent {
     pub bucket: Bucket,
     /// Reads chunks from the bucket through the block cache.
     pub reader: ChunkReader,
+    /// The block cache under `reader` and `read_ahead`; it also serves peers when the agent
+    /// has the cache role.
+    pub blocks: BlockCache,
     /// Loads the next blocks of sequential readers ahead of their fetches.
     pub read_ahead: ReadAhead,
     /// High-watermark change notifications.
@@ -72,13 +77,30 @@ impl Agent {
             availability_zone: config.availability_zone.clone().unwrap_or_default(),
             instance_id: uuid::Uuid::new_v4().to_string(),
         };
-        let cluster = ClusterView::new(me, config.agent_lease);
+        let metrics = AgentMetrics::default();
+        let ring = CacheRing::new(
+            config.cache_advertised_addr.clone(),
+            config.availability_zone.clone(),
+        );
+        let cluster = ClusterView::new(me, config.agent_lease, ring.clone(), metrics.read.clone());
         cluster.spawn_heartbeats(
             metadata.clone(),
             config.heartbeat_interval,
             background.clone(),
         );
-        let metrics = AgentMetrics::default();
+        if let Some(address) = &config.cache_advertised_addr {
+            let node = CacheNodeInfo {
+                address: address.clone(),
+                availability_zone: config.availability_zone.clone().unwrap_or_default(),
+                instance_id: uuid::Uuid::new_v4().to_string(),
+            };
+            let registration = CacheNodeRegistration::new(node, config.agent_lease);
+            registration.spawn(
+                metadata.clone(),
+                config.heartbeat_interval,
+                background.clone(),
+            );
+        }
         let ingest = Ingest::start(
             &config,
             bucket.clone(),
@@ -87,11 +109,13 @@ impl Agent {
             watermarks.clone(),
             metrics.clone(),
         );
-        let (reader, read_ahead) = read_tier(&config, bucket.clone(), &metrics);
+        let blocks = block_cache(&config, bucket.clone(), &metrics, ring);
+        let (reader, read_ahead) = read_tier(&config, blocks.clone(), &metrics);
         Arc::new(Self {
             topics: TopicCache::new(metadata.clone(), config.default_partitions),
             reader,
             read_ahead,
+            blocks,
             bucket,
             metrics,
             cluster,
@@ -197,20 +221,27 @@ impl Agent {
     }
 }
 
-/// The chunk reader and read-ahead over one shared block cache.
-fn read_tier(
+/// The agent's block cache, routing misses over `ring` (empty until cache nodes register).
+fn block_cache(
     config: &AgentConfig,
     bucket: Bucket,
     metrics: &AgentMetrics,
+    ring: CacheRing,
+) -> BlockCache {
+    let config_blocks = BlockCacheConfig {
+        capacity_bytes: config.read_cache_bytes,
+        block_bytes: config.read_block_bytes,
+    };
+    BlockCache::new(bucket, config_blocks, metrics.read.clone())
+        .with_ring(ring, PeerClients::new(config.cache_peers))
+}
+
+/// The chunk reader and read-ahead over one shared block cache.
+fn read_tier(
+    config: &AgentConfig,
+    blocks: BlockCache,
+    metrics: &AgentMetrics,
 ) -> (ChunkReader, ReadAhead) {
-    let blocks = BlockCache::new(
-        bucket,
-        BlockCacheConfig {
-            capacity_bytes: config.read_cache_bytes,
-            block_bytes: config.read_block_bytes,
-        },
-        metrics.read.clone(),
-    );
     let read_ahead = ReadAhead::new(
         blocks.clone(),
         ReadAheadConfig {

@@ -11,7 +11,7 @@
 //! committed that object's offsets.
 
 pub mod api;
-pub mod block_cache;
+pub use strata_cache::block_cache;
 pub mod cluster;
 pub mod compactor;
 pub mod config;

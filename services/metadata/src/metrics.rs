@@ -25,6 +25,8 @@ pub struct MetadataMetrics {
     pub group_members: Gauge,
     /// Agents with a live lease.
     pub agents: Gauge,
+    /// Cache nodes with a live lease.
+    pub cache_nodes: Gauge,
     /// 1 while this process is the metadata leader, else 0.
     pub leader: Gauge,
     /// The lease epoch this process last held as leader.
@@ -46,6 +48,7 @@ impl Default for MetadataMetrics {
             groups: Gauge::default(),
             group_members: Gauge::default(),
             agents: Gauge::default(),
+            cache_nodes: Gauge::default(),
             leader: Gauge::default(),
             leader_epoch: Gauge::default(),
             retention_trims: Counter::default(),
@@ -89,6 +92,11 @@ impl MetadataMetrics {
             self.group_members.clone(),
         );
         r.register("agents", "Agents with a live lease", self.agents.clone());
+        r.register(
+            "cache_nodes",
+            "Cache nodes with a live lease",
+            self.cache_nodes.clone(),
+        );
         r.register(
             "leader",
             "1 while this process holds the metadata leader lease",

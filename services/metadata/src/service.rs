@@ -15,7 +15,7 @@ use strata_proto::metadata::v1::metadata_service_server::MetadataService;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
-use crate::agents::AgentRegistry;
+use crate::agents::{AgentRegistry, CacheNodeRegistry};
 use crate::group_commit::GroupCommitter;
 use crate::groups::{ClientInfo, GroupCoordinator};
 use crate::leadership::Leadership;
@@ -43,6 +43,7 @@ pub struct MetadataServiceImpl {
     groups: Arc<GroupCoordinator>,
     committer: GroupCommitter,
     agents: Arc<AgentRegistry>,
+    cache_nodes: Arc<CacheNodeRegistry>,
     leadership: Leadership,
     metrics: MetadataMetrics,
 }
@@ -68,6 +69,7 @@ impl MetadataServiceImpl {
             ),
             committer: GroupCommitter::start(Arc::clone(&store), metrics.clone()),
             agents: Arc::default(),
+            cache_nodes: Arc::default(),
             leadership: Leadership::sole(),
             metrics,
             store,
@@ -82,19 +84,23 @@ impl MetadataServiceImpl {
     }
 
     /// Serves only while `leadership` says so. State that belongs to one leadership term
-    /// (consumer groups, the agent registry, watch streams) is dropped at every change of
+    /// (consumer groups, the agent and cache-node registries, watch streams) is dropped at every change of
     /// role: a new leader starts from the database alone, and clients rejoin.
     pub fn with_leadership(mut self, leadership: Leadership) -> Self {
         let mut changes = leadership.changes();
         let groups = Arc::downgrade(&self.groups);
         let agents = Arc::downgrade(&self.agents);
+        let cache_nodes = Arc::downgrade(&self.cache_nodes);
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
-                let (Some(groups), Some(agents)) = (groups.upgrade(), agents.upgrade()) else {
+                let (Some(groups), Some(agents), Some(cache_nodes)) =
+                    (groups.upgrade(), agents.upgrade(), cache_nodes.upgrade())
+                else {
                     return;
                 };
                 groups.reset();
                 agents.clear();
+                cache_nodes.clear();
             }
         });
         self.leadership = leadership;
@@ -555,16 +561,37 @@ impl MetadataService for MetadataServiceImpl {
             .agent
             .ok_or_else(|| Status::invalid_argument("agent is required"))?;
         let lease = std::time::Duration::from_millis(u64::from(req.lease_ms));
-        match self
-            .agents
-            .heartbeat(agent, lease, tokio::time::Instant::now())
-        {
+        let now = tokio::time::Instant::now();
+        match self.agents.heartbeat(agent, lease, now) {
             Ok(agents) => {
                 self.metrics.agents.set(agents.len() as i64);
-                Ok(Response::new(pb::AgentHeartbeatResponse { agents }))
+                let cache_nodes = self.cache_nodes.live(now);
+                Ok(Response::new(pb::AgentHeartbeatResponse {
+                    agents,
+                    cache_nodes,
+                }))
             }
             Err(error) => Err(Status::already_exists(error.to_string())),
         }
+    }
+
+    async fn cache_node_heartbeat(
+        &self,
+        request: Request<pb::CacheNodeHeartbeatRequest>,
+    ) -> Result<Response<pb::CacheNodeHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let node = req
+            .node
+            .ok_or_else(|| Status::invalid_argument("node is required"))?;
+        if node.address.is_empty() {
+            return Err(Status::invalid_argument("node.address is required"));
+        }
+        let lease = std::time::Duration::from_millis(u64::from(req.lease_ms));
+        let nodes = self
+            .cache_nodes
+            .heartbeat(node, lease, tokio::time::Instant::now());
+        self.metrics.cache_nodes.set(nodes.len() as i64);
+        Ok(Response::new(pb::CacheNodeHeartbeatResponse { nodes }))
     }
 
     async fn alter_topic_configs(

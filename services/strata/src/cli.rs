@@ -27,6 +27,9 @@ pub enum Command {
     Metadata(MetadataArgs),
     /// One agent, talking to a metadata service.
     Agent(AgentOnlyArgs),
+    /// A cache node of the read tier: owns its share of segment blocks on the ring and
+    /// serves them to agents, so each block is read from the bucket once per zone.
+    Cache(CacheArgs),
     /// Manage topics on a running node.
     Topic(crate::topic_cmd::TopicArgs),
     /// Inspect consumer groups and reset their offsets.
@@ -102,6 +105,89 @@ pub struct AgentArgs {
     /// Kafka node id of this agent.
     #[arg(long, env = "STRATA_NODE_ID", default_value_t = 1)]
     pub node_id: i32,
+    #[command(flatten)]
+    pub storage: BucketArgs,
+    /// Longest time a produced batch waits for its segment flush.
+    #[arg(long, env = "STRATA_FLUSH_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+    /// Flush a segment once it holds this many bytes.
+    #[arg(long, env = "STRATA_FLUSH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub flush_bytes: usize,
+    /// Also flush a segment as soon as no upload is in flight: idle produce latency becomes
+    /// about one PUT plus one commit, at the price of more, smaller objects at low load.
+    #[arg(long, env = "STRATA_ADAPTIVE_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
+    pub adaptive_flush: bool,
+    /// Most bytes of produced batches held while their segments upload and commit; producers
+    /// beyond it wait, so a slow bucket slows producers down instead of exhausting memory.
+    #[arg(long, env = "STRATA_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_buffered_bytes: usize,
+    /// With --adaptive-flush, the least time between the starts of two flushes: caps the
+    /// PUT rate at low load (0s: flush whenever no upload is in flight).
+    #[arg(long, env = "STRATA_FLUSH_MIN_GAP", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub flush_min_gap: Duration,
+    /// Segment uploads in flight at once.
+    #[arg(long, env = "STRATA_MAX_INFLIGHT_UPLOADS", default_value_t = 4)]
+    pub max_inflight_uploads: usize,
+    /// Largest Kafka request accepted; larger ones close the connection.
+    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Create unknown topics on Metadata requests, as Kafka does by default.
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    #[arg(long, env = "STRATA_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+    /// Bytes of segment blocks the read tier's block cache keeps.
+    #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub read_cache_bytes: u64,
+    #[command(flatten)]
+    pub read_tier: ReadTierArgs,
+    #[command(flatten)]
+    pub cache_role: AgentCacheRoleArgs,
+    /// Address of the agent's HTTP endpoint: /metrics, /healthz, /readyz (port 0 picks one).
+    #[arg(long, env = "STRATA_HTTP_LISTEN", default_value = "127.0.0.1:9095")]
+    pub http_listen: SocketAddr,
+    /// How often the agent renews its registration with the metadata service.
+    #[arg(long, env = "STRATA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long an agent stays listed to clients after its last heartbeat.
+    #[arg(long, env = "STRATA_AGENT_LEASE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub agent_lease: Duration,
+    /// How often the collectors run: the orphan collector (uploads never committed) and
+    /// the unreferenced-object collector (objects retention, DeleteRecords or topic
+    /// deletion left unreferenced); 0 disables both.
+    #[arg(long, env = "STRATA_GC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub gc_interval: Duration,
+    /// Age an uncommitted segment object must reach before it is deleted (at least 10m).
+    #[arg(long, env = "STRATA_ORPHAN_GRACE", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub orphan_grace: Duration,
+    /// How long a segment object must have been unreferenced by the index (all its data
+    /// below the log starts, or of deleted topics) before the collector deletes it: longer
+    /// than any fetch that may still read it.
+    #[arg(long, env = "STRATA_UNREFERENCED_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub unreferenced_grace: Duration,
+    /// Availability zone of this agent, reported to clients as the broker's rack.
+    #[arg(long, env = "STRATA_AVAILABILITY_ZONE")]
+    pub availability_zone: Option<String>,
+    /// Cluster id reported to clients.
+    #[arg(long, env = "STRATA_CLUSTER_ID", default_value = "strata")]
+    pub cluster_id: String,
+    /// Time between compaction passes (small segments rewritten into large per-partition
+    /// objects, for the partitions this agent leads); 0 disables compaction.
+    #[arg(long, env = "STRATA_COMPACTION_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub compaction_interval: Duration,
+    /// Only segment objects written at least this long ago are compacted.
+    #[arg(long, env = "STRATA_COMPACTION_MIN_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub compaction_min_age: Duration,
+    /// Most raw bytes of record batches in one compacted object (one chunk, one index row);
+    /// rows of at least half of it are not compacted.
+    #[arg(long, env = "STRATA_COMPACTION_TARGET_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub compaction_target_bytes: u64,
+}
+
+/// Where segment objects live, and how to reach the bucket.
+#[derive(Debug, Args)]
+pub struct BucketArgs {
     /// Bucket URL: file:///dir, memory://, or s3://bucket/prefix (default: under the data dir).
     #[arg(long, env = "STRATA_BUCKET")]
     pub bucket: Option<String>,
@@ -164,80 +250,57 @@ pub struct AgentArgs {
     /// Create the s3:// bucket at start if missing (local emulators; needs --s3-endpoint).
     #[arg(long, env = "STRATA_CREATE_BUCKET", default_value_t = false)]
     pub create_bucket: bool,
-    /// Longest time a produced batch waits for its segment flush.
-    #[arg(long, env = "STRATA_FLUSH_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration)]
-    pub flush_interval: Duration,
-    /// Flush a segment once it holds this many bytes.
-    #[arg(long, env = "STRATA_FLUSH_BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub flush_bytes: usize,
-    /// Also flush a segment as soon as no upload is in flight: idle produce latency becomes
-    /// about one PUT plus one commit, at the price of more, smaller objects at low load.
-    #[arg(long, env = "STRATA_ADAPTIVE_FLUSH", default_value_t = false, action = clap::ArgAction::Set)]
-    pub adaptive_flush: bool,
-    /// Most bytes of produced batches held while their segments upload and commit; producers
-    /// beyond it wait, so a slow bucket slows producers down instead of exhausting memory.
-    #[arg(long, env = "STRATA_MAX_BUFFERED_BYTES", default_value_t = 256 * 1024 * 1024)]
-    pub max_buffered_bytes: usize,
-    /// With --adaptive-flush, the least time between the starts of two flushes: caps the
-    /// PUT rate at low load (0s: flush whenever no upload is in flight).
-    #[arg(long, env = "STRATA_FLUSH_MIN_GAP", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub flush_min_gap: Duration,
-    /// Segment uploads in flight at once.
-    #[arg(long, env = "STRATA_MAX_INFLIGHT_UPLOADS", default_value_t = 4)]
-    pub max_inflight_uploads: usize,
-    /// Largest Kafka request accepted; larger ones close the connection.
-    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
-    pub max_request_bytes: usize,
-    /// Create unknown topics on Metadata requests, as Kafka does by default.
-    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub auto_create_topics: bool,
-    /// Partitions of auto-created topics.
-    #[arg(long, env = "STRATA_DEFAULT_PARTITIONS", default_value_t = 1)]
-    pub default_partitions: i32,
-    /// Bytes of segment blocks the read tier's block cache keeps.
-    #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
-    pub read_cache_bytes: u64,
+}
+
+/// Settings of an agent that also serves the cache role.
+#[derive(Debug, Args)]
+pub struct AgentCacheRoleArgs {
+    /// Also serve the cache role: own a share of the blocks on the read tier's ring and
+    /// serve them to the other agents over gRPC on this address (default: off).
+    #[arg(long, env = "STRATA_CACHE_LISTEN")]
+    pub cache_listen: Option<SocketAddr>,
+    /// host:port other nodes reach this cache peer server at (default: the listen address).
+    #[arg(long, env = "STRATA_CACHE_ADVERTISED_ADDR")]
+    pub cache_advertised_addr: Option<String>,
+    /// Longest time a block request to its owning cache node may take before the block is
+    /// read from the bucket instead.
+    #[arg(long, env = "STRATA_CACHE_PEER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub cache_peer_timeout: Duration,
+}
+
+/// Settings of `strata cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// URL of the metadata service; with several metadata processes, all their URLs,
+    /// comma-separated.
+    #[arg(long, env = "STRATA_METADATA", default_value = "http://127.0.0.1:9093")]
+    pub metadata: String,
+    /// Address the cache peer gRPC server binds.
+    #[arg(long, env = "STRATA_CACHE_LISTEN", default_value = "127.0.0.1:9094")]
+    pub cache_listen: SocketAddr,
+    /// host:port agents reach this node at (default: the listen address).
+    #[arg(long, env = "STRATA_CACHE_ADVERTISED_ADDR")]
+    pub cache_advertised_addr: Option<String>,
     #[command(flatten)]
-    pub read_tier: ReadTierArgs,
-    /// Address of the agent's HTTP endpoint: /metrics, /healthz, /readyz (port 0 picks one).
-    #[arg(long, env = "STRATA_HTTP_LISTEN", default_value = "127.0.0.1:9095")]
-    pub http_listen: SocketAddr,
-    /// How often the agent renews its registration with the metadata service.
-    #[arg(long, env = "STRATA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub heartbeat_interval: Duration,
-    /// How long an agent stays listed to clients after its last heartbeat.
-    #[arg(long, env = "STRATA_AGENT_LEASE", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub agent_lease: Duration,
-    /// How often the collectors run: the orphan collector (uploads never committed) and
-    /// the unreferenced-object collector (objects retention, DeleteRecords or topic
-    /// deletion left unreferenced); 0 disables both.
-    #[arg(long, env = "STRATA_GC_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub gc_interval: Duration,
-    /// Age an uncommitted segment object must reach before it is deleted (at least 10m).
-    #[arg(long, env = "STRATA_ORPHAN_GRACE", default_value = "15m", value_parser = humantime::parse_duration)]
-    pub orphan_grace: Duration,
-    /// How long a segment object must have been unreferenced by the index (all its data
-    /// below the log starts, or of deleted topics) before the collector deletes it: longer
-    /// than any fetch that may still read it.
-    #[arg(long, env = "STRATA_UNREFERENCED_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub unreferenced_grace: Duration,
-    /// Availability zone of this agent, reported to clients as the broker's rack.
+    pub storage: BucketArgs,
+    /// Bytes of segment blocks this node keeps.
+    #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub read_cache_bytes: u64,
+    /// Size of the aligned blocks objects are read in; must match the agents'.
+    #[arg(long, env = "STRATA_READ_BLOCK_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub read_block_bytes: u64,
+    /// Availability zone of this node: agents use the cache nodes of their own zone.
     #[arg(long, env = "STRATA_AVAILABILITY_ZONE")]
     pub availability_zone: Option<String>,
-    /// Cluster id reported to clients.
-    #[arg(long, env = "STRATA_CLUSTER_ID", default_value = "strata")]
-    pub cluster_id: String,
-    /// Time between compaction passes (small segments rewritten into large per-partition
-    /// objects, for the partitions this agent leads); 0 disables compaction.
-    #[arg(long, env = "STRATA_COMPACTION_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub compaction_interval: Duration,
-    /// Only segment objects written at least this long ago are compacted.
-    #[arg(long, env = "STRATA_COMPACTION_MIN_AGE", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub compaction_min_age: Duration,
-    /// Most raw bytes of record batches in one compacted object (one chunk, one index row);
-    /// rows of at least half of it are not compacted.
-    #[arg(long, env = "STRATA_COMPACTION_TARGET_BYTES", default_value_t = 16 * 1024 * 1024)]
-    pub compaction_target_bytes: u64,
+    /// Address of the node's HTTP endpoint: /metrics, /healthz, /readyz (port 0 picks one).
+    #[arg(long, env = "STRATA_HTTP_LISTEN", default_value = "127.0.0.1:9097")]
+    pub http_listen: SocketAddr,
+    /// How often the node renews its registration with the metadata service.
+    #[arg(long, env = "STRATA_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// How long the node stays on the ring after its last heartbeat.
+    #[arg(long, env = "STRATA_CACHE_NODE_LEASE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub cache_node_lease: Duration,
 }
 
 /// Settings of the agent's read tier beyond the cache size.
@@ -265,6 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => crate::serve::dev(args).await,
         Command::Metadata(args) => crate::serve::metadata(args, None).await,
         Command::Agent(args) => crate::serve::agent(args).await,
+        Command::Cache(args) => crate::cache_cmd::run(args).await,
         Command::Topic(args) => crate::topic_cmd::run(args).await,
         Command::Group(args) => crate::group_cmd::run(args).await,
         Command::Bench(args) => Ok(strata_bench::run(args).await?),

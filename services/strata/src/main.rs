@@ -1,5 +1,6 @@
 //! The `strata` binary: thin wiring around the services.
 
+mod cache_cmd;
 mod cli;
 mod config_file;
 mod group_cmd;

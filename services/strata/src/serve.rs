@@ -20,13 +20,14 @@ use strata_telemetry::{serve_http, MeteredStore, ObjectStoreMetrics, Readiness, 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::{AgentArgs, AgentOnlyArgs, DevArgs, MetadataArgs};
+use crate::cli::{AgentArgs, AgentOnlyArgs, BucketArgs, DevArgs, MetadataArgs};
+use strata_cache::PeerConfig;
 
 /// How long a stopping metadata server waits for open calls.
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -198,9 +199,17 @@ impl MetadataServer {
     }
 }
 
-fn metadata_client(addresses: &str) -> anyhow::Result<MetadataClient> {
+pub(crate) fn metadata_client(addresses: &str) -> anyhow::Result<MetadataClient> {
     let addresses = parse_addresses(addresses).context("invalid --metadata")?;
     connect(&addresses, None).context("invalid --metadata")
+}
+
+/// A started agent, and the listeners it is to serve on.
+struct StartedAgent {
+    agent: Arc<Agent>,
+    kafka: TcpListener,
+    /// The cache peer listener, when the agent serves the cache role.
+    cache: Option<TcpListener>,
 }
 
 async fn start_agent(
@@ -208,7 +217,107 @@ async fn start_agent(
     metadata: MetadataClient,
     default_bucket: Option<String>,
     registry: &mut Registry,
-) -> anyhow::Result<(Arc<Agent>, TcpListener)> {
+) -> anyhow::Result<StartedAgent> {
+    let (bucket, bucket_url) = open_bucket(&args.storage, default_bucket, registry).await?;
+    if args.orphan_grace < strata_agent::orphans::MIN_GRACE {
+        bail!(
+            "--orphan-grace {} is too short: it must outlast the 5-minute window in which a segment may still be committed; use at least 10m",
+            humantime::format_duration(args.orphan_grace)
+        );
+    }
+    let listener = TcpListener::bind(args.kafka_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for Kafka clients", args.kafka_listen))?;
+    let bound = listener.local_addr()?;
+    let (host, port) = advertised("--advertised-addr", args.advertised_addr.as_deref(), bound)?;
+    let role = &args.cache_role;
+    let (cache, cache_advertised_addr) = match role.cache_listen {
+        Some(addr) => {
+            let (listener, advertised) =
+                crate::cache_cmd::bind(addr, role.cache_advertised_addr.as_deref()).await?;
+            (Some(listener), Some(advertised))
+        }
+        None => (None, None),
+    };
+    let config = AgentConfig {
+        kafka_listen: bound,
+        advertised_host: host,
+        advertised_port: port,
+        node_id: args.node_id,
+        cluster_id: args.cluster_id.clone(),
+        flush_interval: args.flush_interval,
+        flush_bytes: args.flush_bytes.max(1),
+        max_inflight_uploads: args.max_inflight_uploads.max(1),
+        adaptive_flush: args.adaptive_flush,
+        flush_min_gap: args.flush_min_gap,
+        max_buffered_bytes: args.max_buffered_bytes.max(args.flush_bytes),
+        max_request_bytes: args.max_request_bytes,
+        auto_create_topics: args.auto_create_topics,
+        default_partitions: args.default_partitions.max(1),
+        read_cache_bytes: args.read_cache_bytes,
+        read_block_bytes: args.read_tier.read_block_bytes,
+        read_decoded_cache_bytes: args.read_tier.read_decoded_cache_bytes,
+        read_ahead_bytes: args.read_tier.read_ahead_bytes,
+        read_ahead_concurrency: args.read_tier.read_ahead_concurrency,
+        availability_zone: args.availability_zone.clone(),
+        heartbeat_interval: args.heartbeat_interval,
+        gc_interval: args.gc_interval,
+        orphan_grace: args.orphan_grace,
+        unreferenced_grace: args.unreferenced_grace,
+        agent_lease: args.agent_lease.max(args.heartbeat_interval),
+        compaction_interval: args.compaction_interval,
+        compaction_min_age: args.compaction_min_age,
+        compaction_target_bytes: args.compaction_target_bytes,
+        cache_advertised_addr,
+        cache_peers: PeerConfig {
+            timeout: role.cache_peer_timeout,
+            ..PeerConfig::default()
+        },
+        ..AgentConfig::default()
+    };
+    tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
+    let agent = Agent::start(config, metadata, bucket, strata_clock::system());
+    agent.metrics.register(registry);
+    // a duplicate node id is an operator error: refuse to start rather than shadow another agent
+    match agent.cluster.heartbeat(&agent.metadata).await {
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            bail!(
+                "cannot join the cluster: {}; give each agent its own --node-id",
+                status.message()
+            )
+        }
+        Err(status) => {
+            tracing::warn!(%status, "first heartbeat failed; retrying in the background")
+        }
+        Ok(()) => {}
+    }
+    Ok(StartedAgent {
+        agent,
+        kafka: listener,
+        cache,
+    })
+}
+
+impl StartedAgent {
+    /// Serves Kafka clients (and peers, with the cache role) until a shutdown signal.
+    async fn serve(self) {
+        let peers = self.cache.map(|listener| {
+            crate::cache_cmd::PeerServer::start(listener, self.agent.blocks.clone())
+        });
+        self.agent.serve(self.kafka, shutdown_signal()).await;
+        if let Some(peers) = peers {
+            peers.stop().await;
+        }
+    }
+}
+
+/// The bucket `args` name (or `default_bucket`), created first if asked, behind a store
+/// that records every request in `registry`; also returns its URL.
+pub(crate) async fn open_bucket(
+    args: &BucketArgs,
+    default_bucket: Option<String>,
+    registry: &mut Registry,
+) -> anyhow::Result<(Bucket, String)> {
     let bucket_url = args
         .bucket
         .clone()
@@ -239,65 +348,7 @@ async fn start_agent(
         tracing::info!(bucket = %bucket_url, ?outcome, "bucket created or found");
     }
     let bucket = metered(strata_storage::open(&bucket_url, &s3)?, registry);
-    if args.orphan_grace < strata_agent::orphans::MIN_GRACE {
-        bail!(
-            "--orphan-grace {} is too short: it must outlast the 5-minute window in which a segment may still be committed; use at least 10m",
-            humantime::format_duration(args.orphan_grace)
-        );
-    }
-    let listener = TcpListener::bind(args.kafka_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} for Kafka clients", args.kafka_listen))?;
-    let bound = listener.local_addr()?;
-    let (host, port) = advertised(args.advertised_addr.as_deref(), bound)?;
-    let config = AgentConfig {
-        kafka_listen: bound,
-        advertised_host: host,
-        advertised_port: port,
-        node_id: args.node_id,
-        cluster_id: args.cluster_id.clone(),
-        flush_interval: args.flush_interval,
-        flush_bytes: args.flush_bytes.max(1),
-        max_inflight_uploads: args.max_inflight_uploads.max(1),
-        adaptive_flush: args.adaptive_flush,
-        flush_min_gap: args.flush_min_gap,
-        max_buffered_bytes: args.max_buffered_bytes.max(args.flush_bytes),
-        max_request_bytes: args.max_request_bytes,
-        auto_create_topics: args.auto_create_topics,
-        default_partitions: args.default_partitions.max(1),
-        read_cache_bytes: args.read_cache_bytes,
-        read_block_bytes: args.read_tier.read_block_bytes,
-        read_decoded_cache_bytes: args.read_tier.read_decoded_cache_bytes,
-        read_ahead_bytes: args.read_tier.read_ahead_bytes,
-        read_ahead_concurrency: args.read_tier.read_ahead_concurrency,
-        availability_zone: args.availability_zone.clone(),
-        heartbeat_interval: args.heartbeat_interval,
-        gc_interval: args.gc_interval,
-        orphan_grace: args.orphan_grace,
-        unreferenced_grace: args.unreferenced_grace,
-        agent_lease: args.agent_lease.max(args.heartbeat_interval),
-        compaction_interval: args.compaction_interval,
-        compaction_min_age: args.compaction_min_age,
-        compaction_target_bytes: args.compaction_target_bytes,
-        ..AgentConfig::default()
-    };
-    tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
-    let agent = Agent::start(config, metadata, bucket, strata_clock::system());
-    agent.metrics.register(registry);
-    // a duplicate node id is an operator error: refuse to start rather than shadow another agent
-    match agent.cluster.heartbeat(&agent.metadata).await {
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {
-            bail!(
-                "cannot join the cluster: {}; give each agent its own --node-id",
-                status.message()
-            )
-        }
-        Err(status) => {
-            tracing::warn!(%status, "first heartbeat failed; retrying in the background")
-        }
-        Ok(()) => {}
-    }
-    Ok((agent, listener))
+    Ok((bucket, bucket_url))
 }
 
 /// The bucket behind a store that records every request in `registry`.
@@ -309,12 +360,12 @@ fn metered(mut bucket: Bucket, registry: &mut Registry) -> Bucket {
 }
 
 /// The running HTTP endpoint; stops when dropped or stopped.
-struct HttpEndpoint {
+pub(crate) struct HttpEndpoint {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn start_http(
+pub(crate) async fn start_http(
     addr: SocketAddr,
     registry: Registry,
     ready: Readiness,
@@ -345,13 +396,17 @@ async fn start_agent_http(
 }
 
 impl HttpEndpoint {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
 }
 
-fn advertised(addr: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
+pub(crate) fn advertised(
+    flag: &str,
+    addr: Option<&str>,
+    bound: SocketAddr,
+) -> anyhow::Result<(String, u16)> {
     let Some(addr) = addr else {
         let host = if bound.ip().is_unspecified() {
             "127.0.0.1".to_string()
@@ -362,10 +417,10 @@ fn advertised(addr: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, 
     };
     let (host, port) = addr
         .rsplit_once(':')
-        .with_context(|| format!("--advertised-addr {addr:?} must be host:port"))?;
+        .with_context(|| format!("{flag} {addr:?} must be host:port"))?;
     let port = port
         .parse()
-        .with_context(|| format!("invalid port in --advertised-addr {addr:?}"))?;
+        .with_context(|| format!("invalid port in {flag} {addr:?}"))?;
     Ok((host.to_string(), port))
 }
 
@@ -385,8 +440,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let server = start_metadata(&args.metadata, Some(default_store), &mut registry).await?;
     let client = metadata_client(&format!("http://{}", server.addr))?;
     let default_bucket = file_url(&data_dir.join("bucket"))?;
-    let (agent, listener) =
-        start_agent(&args.agent, client, Some(default_bucket), &mut registry).await?;
+    let started = start_agent(&args.agent, client, Some(default_bucket), &mut registry).await?;
+    let agent = Arc::clone(&started.agent);
     let http = start_agent_http(&args.agent, registry, &agent).await?;
     println!(
         "strata dev ready: bootstrap={}:{} metadata=http://{}",
@@ -394,7 +449,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    agent.serve(listener, shutdown_signal()).await;
+    started.serve().await;
     tracing::info!("open segment flushed; stopping");
     http.stop().await;
     server.stop().await
@@ -422,13 +477,14 @@ pub async fn metadata(args: MetadataArgs, default_store: Option<String>) -> anyh
 pub async fn agent(args: AgentOnlyArgs) -> anyhow::Result<()> {
     let client = metadata_client(&args.metadata)?;
     let mut registry = Registry::default();
-    let (agent, listener) = start_agent(&args.agent, client, None, &mut registry).await?;
+    let started = start_agent(&args.agent, client, None, &mut registry).await?;
+    let agent = Arc::clone(&started.agent);
     let http = start_agent_http(&args.agent, registry, &agent).await?;
     println!(
         "strata agent ready: bootstrap={}:{}",
         agent.config.advertised_host, agent.config.advertised_port
     );
-    agent.serve(listener, shutdown_signal()).await;
+    started.serve().await;
     http.stop().await;
     Ok(())
 }

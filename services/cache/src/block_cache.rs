@@ -26,7 +26,12 @@
 //!   than the ones they would evict, which turns every block of a long scan into a
 //!   one-reader block and makes read-ahead load blocks that are thrown away at once.
 //!
-//! Read-ahead (`crate::read_ahead`) loads blocks with [`BlockCache::prefetch`]; a
+//! - **Each block has one owner on the ring.** With a [`CacheRing`] of cache nodes, a
+//!   miss asks the block's owner ([`PeerClients`]) instead of the bucket; the owner loads it
+//!   through its own cache, once, for everyone. If the owner fails, the block is read from
+//!   the bucket here: peers save GETs, they never make a read fail.
+//!
+//! Read-ahead (the agent's `read_ahead`) loads blocks with [`BlockCache::prefetch`]; a
 //! prefetched block that a fetch later reads is counted once as used.
 
 use std::ops::Range;
@@ -40,7 +45,9 @@ use moka::policy::EvictionPolicy;
 use strata_storage::Bucket;
 use thiserror::Error;
 
-use crate::metrics::{ReadMetrics, ReasonLabel, SourceLabel};
+use crate::metrics::{OutcomeLabel, ReadMetrics, ReasonLabel, SourceLabel};
+use crate::peer::{PeerClients, PeerError};
+use crate::ring::{CacheRing, Route};
 
 /// Default block size: 4 MiB.
 pub const DEFAULT_BLOCK_BYTES: u64 = 4 * 1024 * 1024;
@@ -67,6 +74,8 @@ pub enum BlockError {
         end: u64,
         /// The store's error.
         reason: String,
+        /// The object does not exist.
+        not_found: bool,
     },
     /// The object ends before the requested range does: the caller's index row does not
     /// match the object. Retrying does not help.
@@ -81,6 +90,19 @@ pub enum BlockError {
         /// Where the object's data ended.
         object_end: u64,
     },
+}
+
+impl BlockError {
+    /// True when the object does not exist in the bucket.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            BlockError::Bucket {
+                not_found: true,
+                ..
+            }
+        )
+    }
 }
 
 /// One block of one object.
@@ -108,6 +130,8 @@ pub enum Purpose {
     Demand,
     /// Read-ahead: nobody waits yet.
     Prefetch,
+    /// Another cache node asked this one, the block's owner: loaded from the bucket.
+    Peer,
 }
 
 impl Purpose {
@@ -115,6 +139,7 @@ impl Purpose {
         let reason = match self {
             Purpose::Demand => "demand",
             Purpose::Prefetch => "prefetch",
+            Purpose::Peer => "peer",
         };
         ReasonLabel { reason }
     }
@@ -125,6 +150,15 @@ struct Block {
     data: Bytes,
     /// Loaded by read-ahead and not yet read by a fetch.
     unread_prefetch: AtomicBool,
+    /// `bucket` or `peer`: where this process loaded it from.
+    origin: &'static str,
+}
+
+/// The ring of cache nodes a cache routes its misses over, and its connections to them.
+#[derive(Debug, Clone)]
+struct Peers {
+    ring: CacheRing,
+    clients: PeerClients,
 }
 
 /// A byte-bounded cache of aligned object blocks that loads each block with one GET.
@@ -137,6 +171,7 @@ pub struct BlockCache {
     capacity_bytes: u64,
     cache: Cache<BlockId, Arc<Block>>,
     metrics: ReadMetrics,
+    peers: Option<Peers>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -166,7 +201,20 @@ impl BlockCache {
             capacity_bytes: config.capacity_bytes,
             cache,
             metrics,
+            peers: None,
         }
+    }
+
+    /// The same cache, loading each missing block from its owner on `ring` (through
+    /// `clients`) unless this process owns it; from the bucket when the owner fails.
+    pub fn with_ring(mut self, ring: CacheRing, clients: PeerClients) -> Self {
+        self.peers = Some(Peers { ring, clients });
+        self
+    }
+
+    /// The ring misses are routed over, if any.
+    pub fn ring(&self) -> Option<&CacheRing> {
+        self.peers.as_ref().map(|p| &p.ring)
     }
 
     /// The block size in use.
@@ -240,12 +288,23 @@ impl BlockCache {
         Ok(loaded)
     }
 
+    /// Block data for another cache node that routed its miss here, the block's owner:
+    /// from this cache, or loaded from the bucket (never from a peer).
+    pub async fn serve_peer(&self, id: BlockId) -> Result<Bytes, BlockError> {
+        let (block, _) = self.block(id, Purpose::Peer).await?;
+        self.metrics.peer_served_blocks.inc();
+        self.metrics
+            .peer_served_bytes
+            .inc_by(block.data.len() as u64);
+        Ok(block.data.clone())
+    }
+
     /// Block data for a waiting reader, with hit, miss and prefetch-use accounting.
     async fn demand(&self, id: BlockId) -> Result<Bytes, BlockError> {
         let (block, loaded) = self.block(id, Purpose::Demand).await?;
         let source = if loaded {
             self.metrics.block_misses.inc();
-            "bucket"
+            block.origin
         } else {
             self.metrics.block_hits.inc();
             if block.unread_prefetch.swap(false, Ordering::Relaxed) {
@@ -263,36 +322,30 @@ impl BlockCache {
     /// The cached block, or the block loaded by this call (then `true`) or by a concurrent
     /// call it waited for (then `false`).
     async fn block(&self, id: BlockId, purpose: Purpose) -> Result<(Arc<Block>, bool), BlockError> {
-        let start = id.index * self.block_bytes;
-        let end = start + self.block_bytes;
-        let path = self.bucket.path(&id.object);
-        let store = Arc::clone(&self.bucket.store);
-        let metrics = self.metrics.clone();
-        let object = Arc::clone(&id.object);
-        let load = async move {
-            if purpose == Purpose::Prefetch {
-                metrics.prefetch_issued.inc();
+        let route = match (&self.peers, purpose) {
+            (Some(peers), Purpose::Demand | Purpose::Prefetch) => peers.ring.route(&id),
+            _ => Route::Bucket,
+        };
+        let load = {
+            let this = self.clone();
+            let id = id.clone();
+            async move {
+                if purpose == Purpose::Prefetch {
+                    this.metrics.prefetch_issued.inc();
+                }
+                let (data, origin) = match route {
+                    Route::Peer(owner) => match this.load_from_peer(&owner, &id).await {
+                        Some(data) => (data, "peer"),
+                        None => (this.load_from_bucket(&id, purpose).await?, "bucket"),
+                    },
+                    Route::Bucket => (this.load_from_bucket(&id, purpose).await?, "bucket"),
+                };
+                Ok(Arc::new(Block {
+                    data,
+                    unread_prefetch: AtomicBool::new(purpose == Purpose::Prefetch),
+                    origin,
+                }))
             }
-            let label = purpose.label();
-            metrics.bucket_gets.get_or_create(&label).inc();
-            let data =
-                store
-                    .get_range(&path, start..end)
-                    .await
-                    .map_err(|e| BlockError::Bucket {
-                        key: object.to_string(),
-                        start,
-                        end,
-                        reason: e.to_string(),
-                    })?;
-            metrics
-                .bucket_bytes
-                .get_or_create(&label)
-                .inc_by(data.len() as u64);
-            Ok(Arc::new(Block {
-                data,
-                unread_prefetch: AtomicBool::new(purpose == Purpose::Prefetch),
-            }))
         };
         let entry = self
             .cache
@@ -306,6 +359,60 @@ impl BlockCache {
             self.metrics.cached_bytes.set(held);
         }
         Ok((entry.into_value(), loaded))
+    }
+
+    /// `id` from its owner `owner`, or `None` (counted, logged) when the owner failed.
+    async fn load_from_peer(&self, owner: &Arc<str>, id: &BlockId) -> Option<Bytes> {
+        let clients = &self.peers.as_ref()?.clients;
+        let outcome = |outcome| OutcomeLabel { outcome };
+        match clients.get_block(owner, id, self.block_bytes).await {
+            Ok(data) => {
+                self.metrics.peer_gets.get_or_create(&outcome("ok")).inc();
+                self.metrics.peer_bytes.inc_by(data.len() as u64);
+                Some(data)
+            }
+            Err(PeerError::Skipped { .. }) => {
+                self.metrics
+                    .peer_gets
+                    .get_or_create(&outcome("skipped"))
+                    .inc();
+                None
+            }
+            Err(error) => {
+                self.metrics
+                    .peer_gets
+                    .get_or_create(&outcome("failed"))
+                    .inc();
+                tracing::warn!(%error, object = %id.object, block = id.index, "reading the block from the bucket instead");
+                None
+            }
+        }
+    }
+
+    /// `id` read from the bucket with one ranged GET.
+    async fn load_from_bucket(&self, id: &BlockId, purpose: Purpose) -> Result<Bytes, BlockError> {
+        let start = id.index * self.block_bytes;
+        let end = start + self.block_bytes;
+        let label = purpose.label();
+        self.metrics.bucket_gets.get_or_create(&label).inc();
+        let path = self.bucket.path(&id.object);
+        let data = self
+            .bucket
+            .store
+            .get_range(&path, start..end)
+            .await
+            .map_err(|e| BlockError::Bucket {
+                key: id.object.to_string(),
+                start,
+                end,
+                not_found: matches!(e, object_store::Error::NotFound { .. }),
+                reason: e.to_string(),
+            })?;
+        self.metrics
+            .bucket_bytes
+            .get_or_create(&label)
+            .inc_by(data.len() as u64);
+        Ok(data)
     }
 
     /// `part` (absolute object offsets, inside block `index`) of the block's `data`.

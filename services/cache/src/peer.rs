@@ -1,0 +1,220 @@
+//! The peer protocol: asking a block's owner for it ([`PeerClients`]) and answering such
+//! requests ([`PeerService`]).
+//!
+//! A peer request is an optimisation, never a dependency: when the owner is down, slow or
+//! misconfigured, the caller reads the block from the bucket itself, and skips that owner
+//! for a short while ([`PeerConfig::retry_after`]) so a dead node costs one failed request,
+//! not one per block, until the ring drops it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_proto::cache::v1::cache_peer_client::CachePeerClient;
+use strata_proto::cache::v1::cache_peer_server::{CachePeer, CachePeerServer};
+use strata_proto::cache::v1::{GetBlockRequest, GetBlockResponse};
+use thiserror::Error;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::block_cache::{BlockCache, BlockError, BlockId};
+
+/// Largest gRPC message a block travels in: the largest block plus framing.
+const MAX_MESSAGE_BYTES: usize = crate::block_cache::MAX_BLOCK_BYTES as usize + 64 * 1024;
+
+/// Settings of the peer client.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerConfig {
+    /// Longest time one block request may take before the caller reads the bucket instead.
+    pub timeout: Duration,
+    /// Longest time to open a connection to a peer.
+    pub connect_timeout: Duration,
+    /// How long an owner that failed a request is skipped (blocks it owns are read from
+    /// the bucket meanwhile).
+    pub retry_after: Duration,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(1),
+            retry_after: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a peer did not deliver a block.
+#[derive(Debug, Error)]
+pub enum PeerError {
+    /// The owner failed recently and is being skipped.
+    #[error("cache node {address} failed recently; skipped")]
+    Skipped {
+        /// The owner's address.
+        address: String,
+    },
+    /// The address is not a valid endpoint.
+    #[error("invalid cache node address {address:?}: {reason}")]
+    BadAddress {
+        /// The owner's address.
+        address: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The request failed (connection, timeout, or an error status from the owner).
+    #[error("cache node {address} did not serve the block: {status}")]
+    Request {
+        /// The owner's address.
+        address: String,
+        /// The gRPC status.
+        status: Box<Status>,
+    },
+}
+
+/// Connections to cache nodes, opened on first use and kept.
+///
+/// Cloning is cheap and clones share the connections.
+#[derive(Debug, Clone)]
+pub struct PeerClients {
+    config: PeerConfig,
+    channels: Arc<Mutex<HashMap<Arc<str>, CachePeerClient<Channel>>>>,
+    /// Owners that failed, and until when they are skipped.
+    skipped: Arc<Mutex<HashMap<Arc<str>, Instant>>>,
+}
+
+impl PeerClients {
+    /// No connections yet.
+    pub fn new(config: PeerConfig) -> Self {
+        Self {
+            config,
+            channels: Arc::default(),
+            skipped: Arc::default(),
+        }
+    }
+
+    /// Block `block` (of `block_bytes`-sized blocks) from the cache node at `address`.
+    pub async fn get_block(
+        &self,
+        address: &Arc<str>,
+        block: &BlockId,
+        block_bytes: u64,
+    ) -> Result<Bytes, PeerError> {
+        if self.is_skipped(address) {
+            return Err(PeerError::Skipped {
+                address: address.to_string(),
+            });
+        }
+        let mut client = self.client(address)?;
+        let request = GetBlockRequest {
+            object_key: block.object.to_string(),
+            index: block.index,
+            block_bytes,
+        };
+        match client.get_block(request).await {
+            Ok(response) => Ok(response.into_inner().data),
+            Err(status) => {
+                self.skip(address);
+                Err(PeerError::Request {
+                    address: address.to_string(),
+                    status: Box::new(status),
+                })
+            }
+        }
+    }
+
+    fn is_skipped(&self, address: &Arc<str>) -> bool {
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        match skipped.get(address) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                skipped.remove(address);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn skip(&self, address: &Arc<str>) {
+        let until = Instant::now() + self.config.retry_after;
+        self.skipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Arc::clone(address), until);
+    }
+
+    fn client(&self, address: &Arc<str>) -> Result<CachePeerClient<Channel>, PeerError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = channels.get(address) {
+            return Ok(client.clone());
+        }
+        let bad = |reason: String| PeerError::BadAddress {
+            address: address.to_string(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(self.config.connect_timeout)
+            .timeout(self.config.timeout)
+            .tcp_nodelay(true)
+            // a frozen peer is noticed between requests too
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(3));
+        let client = CachePeerClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        channels.insert(Arc::clone(address), client.clone());
+        Ok(client)
+    }
+}
+
+/// Answers peers' block requests from this node's block cache, loading misses from the
+/// bucket (never from another peer).
+#[derive(Debug, Clone)]
+pub struct PeerService {
+    blocks: BlockCache,
+}
+
+impl PeerService {
+    /// Serves the blocks of `blocks`.
+    pub fn new(blocks: BlockCache) -> Self {
+        Self { blocks }
+    }
+
+    /// The tonic service, with message limits that fit the largest block.
+    pub fn into_server(self) -> CachePeerServer<Self> {
+        CachePeerServer::new(self).max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl CachePeer for PeerService {
+    async fn get_block(
+        &self,
+        request: Request<GetBlockRequest>,
+    ) -> Result<Response<GetBlockResponse>, Status> {
+        let request = request.into_inner();
+        if request.block_bytes != self.blocks.block_bytes() {
+            return Err(Status::failed_precondition(format!(
+                "block size mismatch: this node reads blocks of {} bytes, the caller {}; \
+                 give every agent and cache node the same --read-block-bytes",
+                self.blocks.block_bytes(),
+                request.block_bytes
+            )));
+        }
+        if request.object_key.is_empty() {
+            return Err(Status::invalid_argument("object_key is required"));
+        }
+        let block = BlockId {
+            object: Arc::from(request.object_key),
+            index: request.index,
+        };
+        match self.blocks.serve_peer(block).await {
+            Ok(data) => Ok(Response::new(GetBlockResponse { data })),
+            Err(error @ BlockError::Bucket { .. }) if error.is_not_found() => {
+                Err(Status::not_found(error.to_string()))
+            }
+            Err(error) => Err(Status::unavailable(error.to_string())),
+        }
+    }
+}
