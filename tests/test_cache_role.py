@@ -7,6 +7,8 @@
 - A cache node killed while consumers read costs bucket GETs (agents fall back to the
   bucket), never a lost, duplicated or reordered record.
 - Without a cache fleet, agents started with the cache role form the ring themselves.
+- A frozen cache node (SIGSTOP) delays reads by at most the peer timeout, then agents read
+  its blocks from the bucket until it drops off their rings.
 - The ring follows membership: a killed node drops off every agent's ring within its lease,
   a new node joins it, and blocks are then owned by the live nodes only.
 
@@ -40,6 +42,7 @@ PARTITIONS = 12
 CONSUMERS_PER_AGENT = 2
 
 COMMON_READ_ARGS = ("--read-block-bytes", str(BLOCK_BYTES), "--heartbeat-interval", "200ms")
+PEER_TIMEOUT_S = 1.0
 
 
 def http_get(port: int, path: str) -> str:
@@ -79,7 +82,8 @@ class Cluster:
             "--kafka-listen", f"127.0.0.1:{port}", "--http-listen", f"127.0.0.1:{http}",
             "--bucket", f"file://{self.bucket}", "--agent-lease", f"{LEASE_S}s",
             "--flush-bytes", str(3 * 1024 * 1024), "--read-decoded-cache-bytes", "0",
-            "--compaction-interval", "0s", "--gc-interval", "0s", *COMMON_READ_ARGS],
+            "--compaction-interval", "0s", "--gc-interval", "0s", "--cache-peer-timeout", f"{PEER_TIMEOUT_S}s",
+            *COMMON_READ_ARGS],
             self.tmp_path, "strata agent ready"))
         self.agents.append((f"127.0.0.1:{port}", http))
 
@@ -199,6 +203,22 @@ def test_a_cache_node_killed_mid_replay_loses_nothing_and_the_ring_follows(clust
     assert agents - before_agents == 0
     assert all(g > 0 for g in cache_gets.values()), f"both live nodes own blocks: {cache_gets}"
     assert objects <= sum(cache_gets.values()) <= blocks
+
+
+def test_a_frozen_cache_node_delays_reads_briefly_and_drops_off_the_ring(cluster):
+    counts = produce(cluster, "history")
+    frozen, _ = cluster.caches["cache2"]
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        replay_on_every_agent(cluster, "history", counts)
+        took = time.monotonic() - started
+        cluster.wait_for_ring(1)
+        failed = sum(cluster.agent_metric('strata_agent_read_peer_gets_total{outcome="failed"}'))
+        print(f"replay with a frozen owner took {took:.1f} s; {failed:.0f} failed peer requests")
+        assert failed >= 1, "the frozen node's blocks were asked of it first"
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
 
 
 def test_cache_node_cli_errors_are_clear(tmp_path):

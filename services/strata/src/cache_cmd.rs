@@ -74,7 +74,7 @@ pub async fn run(args: CacheArgs) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let (bucket, bucket_url) = open_bucket(&args.storage, None, &mut registry).await?;
     let metrics = ReadMetrics::default();
-    metrics.register(&mut registry);
+    metrics.register(registry.sub_registry_with_prefix("strata_cache"));
     let config = BlockCacheConfig {
         capacity_bytes: args.read_cache_bytes,
         block_bytes: args.read_block_bytes,
