@@ -5,6 +5,7 @@
 #   STRATA_ADVERTISED_ADDR   <task IP>:9092, the address Metadata responses give clients
 #   STRATA_NODE_ID           derived from the task IP, so it differs between live agents
 #   STRATA_AVAILABILITY_ZONE the task's zone, for zone-aware partition placement
+#   STRATA_CACHE_ADVERTISED_ADDR <task IP>:9094 when the agent serves the cache role
 # then execs `strata agent`. Clients bootstrap through the load balancer (nlb.tf) and
 # then connect to the agents' advertised task IPs directly.
 
@@ -24,6 +25,7 @@ locals {
       STRATA_AUTO_CREATE_TOPICS   = tostring(var.agent_auto_create_topics)
       STRATA_DEFAULT_PARTITIONS   = tostring(var.agent_default_partitions)
     },
+    var.agent_cache_role ? { STRATA_CACHE_LISTEN = "0.0.0.0:${local.cache_peer_port}" } : {},
     var.agent_environment,
   )
 

@@ -123,7 +123,13 @@ variable "agent_max_inflight_uploads" {
 variable "agent_read_cache_bytes" {
   type        = number
   default     = 1073741824
-  description = "STRATA_READ_CACHE_BYTES: bytes of decoded chunks each agent caches. Keep it well below agent_memory."
+  description = "STRATA_READ_CACHE_BYTES: bytes of segment blocks each agent caches. Keep it well below agent_memory."
+}
+
+variable "agent_cache_role" {
+  type        = bool
+  default     = true
+  description = "Agents also serve the cache role on port 9094 (STRATA_CACHE_LISTEN): each owns a share of the segment blocks on a rendezvous ring and serves them to the others, so a block is read from S3 about once per zone instead of once per agent."
 }
 
 variable "agent_auto_create_topics" {

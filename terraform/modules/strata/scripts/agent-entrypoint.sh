@@ -7,6 +7,8 @@
 #   STRATA_NODE_ID            the low 24 bits of the task IP: unique among the agents
 #                             running at one time (a VPC CIDR block is at most a /16)
 #   STRATA_AVAILABILITY_ZONE  the task's zone, reported to clients as the broker's rack
+#   STRATA_CACHE_ADVERTISED_ADDR  <task IP>:<cache port>, when STRATA_CACHE_LISTEN is set
+#                             (the agent serves the cache role; peers reach it there)
 # unless they are set already, then replaces itself with `strata agent`.
 set -eu
 
@@ -39,9 +41,12 @@ node_id="$(printf '%s\n' "$task_ip" | awk -F. '{ printf "%d", ($2 * 65536) + ($3
 
 export STRATA_ADVERTISED_ADDR="${STRATA_ADVERTISED_ADDR:-$task_ip:$kafka_port}"
 export STRATA_NODE_ID="${STRATA_NODE_ID:-$node_id}"
+if [ -n "${STRATA_CACHE_LISTEN:-}" ]; then
+    export STRATA_CACHE_ADVERTISED_ADDR="${STRATA_CACHE_ADVERTISED_ADDR:-$task_ip:${STRATA_CACHE_LISTEN##*:}}"
+fi
 if [ -n "$zone" ]; then
     export STRATA_AVAILABILITY_ZONE="${STRATA_AVAILABILITY_ZONE:-$zone}"
 fi
 
-log "advertised=$STRATA_ADVERTISED_ADDR node_id=$STRATA_NODE_ID zone=${zone:-unknown}"
+log "advertised=$STRATA_ADVERTISED_ADDR node_id=$STRATA_NODE_ID zone=${zone:-unknown} cache=${STRATA_CACHE_ADVERTISED_ADDR:-off}"
 exec strata agent
