@@ -9,18 +9,20 @@
 //! of the rows it did not serve ([`ReadAhead::after_fetch`]). For a large compacted
 //! object those rows are the next byte ranges of the same object, so the same rule reads
 //! a big object ahead block by block; for small segments it reads the next objects. The
-//! window is in bytes of the partition's data, not in blocks, because a small segment's
-//! only block holds far less than `block_bytes`.
+//! window is in bytes of blocks loaded (each charged up to where the rows in it end, so a
+//! small segment's only block costs what it holds, not `block_bytes`).
 //!
 //! Guarantees:
 //! - **Only sequential readers trigger it.** A reader is sequential when its fetch offset
 //!   is one a previous fetch of the partition ended at; the agent remembers a bounded
 //!   number of such positions ([`POSITIONS`]), so a seek or a one-off read loads nothing
 //!   extra, and twenty consumers at different points of one partition each count.
-//! - **Bounded.** Per fetch, only the blocks of the rows within `bytes` of the partition's
-//!   data after the response are considered (and `LookupBatches` returns at most 64 rows);
-//!   the window is capped at a quarter of the block cache ([`MAX_CACHE_SHARE`]), so that
-//!   what is read ahead is not evicted before its reader comes;
+//! - **Bounded.** Per fetch, only the first `bytes` of blocks holding the rows after the
+//!   response are considered (and `LookupBatches` returns at most 64 rows);
+//!   the window is capped at a quarter of the block cache ([`MAX_CACHE_SHARE`]), and so is
+//!   everything read-ahead holds at once, agent-wide (prefetched blocks no fetch has read
+//!   yet, plus those being loaded): with many partitions or readers at once the windows
+//!   add up, and what is read ahead must not be evicted before its reader comes;
 //!   and at most `concurrency` block loads run at once across the agent. A prefetch that
 //!   finds no free slot is skipped (counted), never queued: the next fetch asks again.
 //! - **Never in the way.** Prefetches run on their own tasks, started after the response
@@ -140,28 +142,53 @@ impl ReadAhead {
     }
 
     /// Starts loading the blocks of `rows` (index rows a reader will want next, in order)
-    /// that lie within the first `bytes` of them, skipping cached blocks and blocks being
-    /// loaded. Returns at once; the loads run on their own tasks.
+    /// up to `bytes` of blocks, skipping cached blocks and blocks being loaded. Returns at
+    /// once; the loads run on their own tasks.
+    ///
+    /// The window counts block bytes, not the partition's own bytes: a row of a
+    /// multi-partition segment pulls in whole blocks full of other partitions' chunks, so a
+    /// window of the partition's data would load many times its size (and, with many
+    /// partitions read at once, evict its own prefetches before they are read). A block is
+    /// charged for its bytes up to the furthest row end seen in it, because the object's
+    /// size is not in the index: a small object's only block costs what it holds.
     pub fn prefetch_rows(&self, rows: &[IndexedChunk]) {
-        let mut window = self.config.bytes;
-        let mut wanted: Vec<BlockId> = Vec::new();
-        for row in rows {
-            if window == 0 {
-                break;
-            }
+        let block_bytes = self.blocks.block_bytes();
+        let mut budget = self.config.bytes;
+        // each wanted block with the bytes charged for it so far
+        let mut wanted: Vec<(BlockId, u64)> = Vec::new();
+        'rows: for row in rows {
             let object: Arc<str> = Arc::from(row.object_key.as_str());
-            let start = row.byte_offset;
-            let end = start + u64::from(row.byte_length).min(window);
-            window = window.saturating_sub(u64::from(row.byte_length));
-            for block in self.blocks.blocks_covering(&object, start..end) {
-                if !wanted.contains(&block) {
-                    wanted.push(block);
+            let row_end = row.byte_offset + u64::from(row.byte_length);
+            for block in self
+                .blocks
+                .blocks_covering(&object, row.byte_offset..row_end)
+            {
+                if budget == 0 {
+                    break 'rows;
                 }
+                let block_start = block.index * block_bytes;
+                let extent = (block_start + block_bytes).min(row_end) - block_start;
+                let charged = match wanted.iter_mut().find(|(b, _)| *b == block) {
+                    Some((_, charged)) => charged,
+                    None => {
+                        wanted.push((block, 0));
+                        &mut wanted.last_mut().expect("just pushed").1
+                    }
+                };
+                budget = budget.saturating_sub(extent.saturating_sub(*charged));
+                *charged = (*charged).max(extent);
             }
         }
+        let wanted = wanted.into_iter().map(|(block, _)| block);
+        let held_limit = self.blocks.capacity_bytes() / MAX_CACHE_SHARE;
         for block in wanted {
             if self.blocks.contains(&block) {
                 continue;
+            }
+            if self.held_bytes() + block_bytes > held_limit {
+                // read-ahead holds its share of the cache: readers must catch up first
+                self.metrics.prefetch_skipped.inc();
+                break;
             }
             let Some(claim) = self.claim(&block) else {
                 continue; // being prefetched already
@@ -181,6 +208,12 @@ impl ReadAhead {
                 drop(slot);
             });
         }
+    }
+
+    /// Bytes read-ahead holds now: unread prefetched blocks, and a block per load in flight.
+    fn held_bytes(&self) -> u64 {
+        let loading = lock(&self.in_flight).len() as u64;
+        self.blocks.unread_prefetch_bytes() + loading * self.blocks.block_bytes()
     }
 
     /// Waits until no prefetch is running (tests, benchmarks).
@@ -236,8 +269,17 @@ mod tests {
         metrics: ReadMetrics,
     }
 
-    /// Objects `seg-0 .. seg-{n-1}`, each `len` bytes.
+    /// Objects `seg-0 .. seg-{n-1}`, each `len` bytes, and a 1 GiB block cache.
     async fn fixture(n: usize, len: u64, config: ReadAheadConfig) -> Fixture {
+        fixture_with_cache(n, len, config, 1 << 30).await
+    }
+
+    async fn fixture_with_cache(
+        n: usize,
+        len: u64,
+        config: ReadAheadConfig,
+        capacity_bytes: u64,
+    ) -> Fixture {
         let memory = Arc::new(InMemory::new());
         for i in 0..n {
             let data = vec![i as u8; len as usize];
@@ -256,7 +298,7 @@ mod tests {
         let blocks = BlockCache::new(
             bucket,
             BlockCacheConfig {
-                capacity_bytes: 1 << 30,
+                capacity_bytes,
                 block_bytes: BLOCK,
             },
             metrics.clone(),
@@ -315,16 +357,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_next_rows_blocks_are_loaded_once_and_then_served_from_memory() {
         let config = ReadAheadConfig {
-            bytes: 900,
+            bytes: 1500,
             concurrency: 8,
         };
-        // small multi-partition segments: each row of this partition is in another object
+        // small multi-partition segments: each row of this partition is in another object,
+        // and each object's only block is charged up to the row's end (500 bytes)
         let f = fixture(5, 1000, config).await;
         let rows: Vec<IndexedChunk> = (0..5).map(|i| row(&format!("seg-{i}"), 200, 300)).collect();
         f.ahead.prefetch_rows(&rows);
         f.ahead.prefetch_rows(&rows); // a second sequential reader asking the same
         f.ahead.idle().await;
-        // the blocks of the rows within 900 bytes (three rows of 300), each loaded once
+        // the blocks within 1500 bytes (three of 500), each loaded once
         assert_eq!(f.counting.gets(), 3);
         assert_eq!(f.metrics.prefetch_issued.get(), 3);
         for i in 0..3 {
@@ -357,6 +400,62 @@ mod tests {
             };
             assert!(f.blocks.contains(&block), "block {index}");
         }
+        assert_eq!(f.counting.gets(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_window_counts_whole_blocks_of_multi_partition_segments() {
+        let config = ReadAheadConfig {
+            bytes: 3 * BLOCK,
+            concurrency: 8,
+        };
+        // large multi-partition segments: this partition's row in each object starts
+        // half-way into the object's second block, and ends in its third
+        let f = fixture(6, 4 * BLOCK, config).await;
+        let rows: Vec<IndexedChunk> = (0..6)
+            .map(|i| row(&format!("seg-{i}"), BLOCK + BLOCK / 2, BLOCK as u32))
+            .collect();
+        f.ahead.prefetch_rows(&rows);
+        f.ahead.idle().await;
+        // each row costs a whole block 1 and half of block 2: two rows fill the window,
+        // where counting the partition's own bytes would have taken three rows (6 blocks)
+        assert_eq!(f.counting.gets(), 4);
+        let loaded = |object: &str, index| {
+            f.blocks.contains(&BlockId {
+                object: Arc::from(object),
+                index,
+            })
+        };
+        assert!(loaded("seg-0", 1) && loaded("seg-0", 2));
+        assert!(loaded("seg-1", 1) && loaded("seg-1", 2));
+        assert!(!loaded("seg-2", 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_ahead_holds_at_most_a_quarter_of_the_cache_across_all_readers() {
+        let config = ReadAheadConfig {
+            bytes: 2 * BLOCK,
+            concurrency: 8,
+        };
+        // a cache of 12 blocks: read-ahead may hold 3 unread blocks at once
+        let f = fixture_with_cache(8, BLOCK, config, 12 * BLOCK + 12 * 1024).await;
+        let row_of = |i: usize| row(&format!("seg-{i}"), 0, BLOCK as u32);
+        // four partitions' readers each want their next two objects read ahead
+        for reader in 0..4 {
+            f.ahead
+                .prefetch_rows(&[row_of(2 * reader), row_of(2 * reader + 1)]);
+            f.ahead.idle().await;
+        }
+        assert_eq!(
+            f.counting.gets(),
+            3,
+            "the windows add up to 8 blocks; 3 are held"
+        );
+        assert!(f.metrics.prefetch_skipped.get() > 0);
+        // a reader reads one of them: read-ahead may load one more
+        f.blocks.read("seg-0", 0..10).await.unwrap();
+        f.ahead.prefetch_rows(&[row_of(6), row_of(7)]);
+        f.ahead.idle().await;
         assert_eq!(f.counting.gets(), 4);
     }
 

@@ -35,7 +35,7 @@
 //! prefetched block that a fetch later reads is counted once as used.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -154,6 +154,18 @@ struct Block {
     origin: &'static str,
 }
 
+impl Block {
+    /// Marks a prefetched block as read (or gone), once: takes its bytes off `unread` and
+    /// returns true the first time, false after or for a block loaded on demand.
+    fn take_unread_prefetch(&self, unread: &AtomicU64) -> bool {
+        let was_unread = self.unread_prefetch.swap(false, Ordering::Relaxed);
+        if was_unread {
+            unread.fetch_sub(self.data.len() as u64, Ordering::Relaxed);
+        }
+        was_unread
+    }
+}
+
 /// The ring of cache nodes a cache routes its misses over, and its connections to them.
 #[derive(Debug, Clone)]
 struct Peers {
@@ -172,6 +184,8 @@ pub struct BlockCache {
     cache: Cache<BlockId, Arc<Block>>,
     metrics: ReadMetrics,
     peers: Option<Peers>,
+    /// Bytes of cached blocks loaded by read-ahead that no fetch has read yet.
+    unread_prefetch_bytes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -187,6 +201,8 @@ impl std::fmt::Debug for BlockCache {
 impl BlockCache {
     /// A cache over `bucket` holding at most `config.capacity_bytes` of blocks.
     pub fn new(bucket: Bucket, config: BlockCacheConfig, metrics: ReadMetrics) -> Self {
+        let unread_prefetch_bytes = Arc::new(AtomicU64::new(0));
+        let unread = Arc::clone(&unread_prefetch_bytes);
         let cache = Cache::builder()
             .weigher(|key: &BlockId, block: &Arc<Block>| {
                 let weight = block.data.len() as u64 + key.object.len() as u64 + ENTRY_OVERHEAD;
@@ -194,6 +210,10 @@ impl BlockCache {
             })
             .max_capacity(config.capacity_bytes)
             .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(move |_key, block: Arc<Block>, _cause| {
+                // a prefetched block evicted unread no longer counts as read-ahead in hand
+                block.take_unread_prefetch(&unread);
+            })
             .build();
         Self {
             bucket,
@@ -201,6 +221,7 @@ impl BlockCache {
             capacity_bytes: config.capacity_bytes,
             cache,
             metrics,
+            unread_prefetch_bytes,
             peers: None,
         }
     }
@@ -225,6 +246,12 @@ impl BlockCache {
     /// The most bytes of blocks the cache keeps.
     pub fn capacity_bytes(&self) -> u64 {
         self.capacity_bytes
+    }
+
+    /// Bytes of cached blocks that read-ahead loaded and no fetch has read yet (evicted
+    /// ones no longer count): what read-ahead holds in the cache right now.
+    pub fn unread_prefetch_bytes(&self) -> u64 {
+        self.unread_prefetch_bytes.load(Ordering::Relaxed)
     }
 
     /// The blocks covering `range` of `object`, in order (none for an empty range).
@@ -307,7 +334,7 @@ impl BlockCache {
             block.origin
         } else {
             self.metrics.block_hits.inc();
-            if block.unread_prefetch.swap(false, Ordering::Relaxed) {
+            if block.take_unread_prefetch(&self.unread_prefetch_bytes) {
                 self.metrics.prefetch_used.inc();
             }
             "cache"
@@ -340,6 +367,10 @@ impl BlockCache {
                     },
                     Route::Bucket => (this.load_from_bucket(&id, purpose).await?, "bucket"),
                 };
+                if purpose == Purpose::Prefetch {
+                    let held = &this.unread_prefetch_bytes;
+                    held.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
                 Ok(Arc::new(Block {
                     data,
                     unread_prefetch: AtomicBool::new(purpose == Purpose::Prefetch),
@@ -632,13 +663,32 @@ mod tests {
         assert!(f.cache.prefetch(second.clone()).await.unwrap());
         assert!(!f.cache.prefetch(second.clone()).await.unwrap());
         assert!(f.cache.contains(&second));
+        assert_eq!(f.cache.unread_prefetch_bytes(), BLOCK);
         f.cache.read("obj", BLOCK..BLOCK + 5).await.unwrap();
+        assert_eq!(f.cache.unread_prefetch_bytes(), 0);
         f.cache.read("obj", BLOCK + 5..BLOCK + 9).await.unwrap();
         assert_eq!(f.metrics.prefetch_issued.get(), 1);
         assert_eq!(f.metrics.prefetch_used.get(), 1);
         assert_eq!(f.metrics.block_hits.get(), 2);
         assert_eq!(f.metrics.block_misses.get(), 0);
         assert_eq!(f.counting.gets(), 1);
+    }
+
+    #[tokio::test]
+    async fn prefetched_blocks_evicted_unread_no_longer_count_as_held() {
+        let f = fixture(&[("big", (8 * BLOCK) as usize)], 2 * BLOCK + 2 * 1024).await;
+        for index in 0..8 {
+            let block = BlockId {
+                object: Arc::from("big"),
+                index,
+            };
+            f.cache.prefetch(block).await.unwrap();
+            f.cache.cache.run_pending_tasks().await;
+        }
+        // at most the two blocks the cache holds are still unread prefetches
+        assert!(f.cache.unread_prefetch_bytes() <= 2 * BLOCK);
+        f.cache.read("big", 7 * BLOCK..7 * BLOCK + 1).await.unwrap();
+        assert!(f.cache.unread_prefetch_bytes() <= BLOCK);
     }
 
     #[tokio::test]
