@@ -152,6 +152,20 @@ async fn assert_every_record_once_in_order(conn: &mut Conn) {
 }
 
 async fn rows(agent: &Agent, partition: i32) -> Vec<pb::IndexedChunk> {
+    let topic_id = topic_id_of(agent).await.to_vec();
+    compactor::partition_rows(
+        agent,
+        &pb::PartitionRef {
+            topic_id,
+            partition,
+        },
+        0,
+    )
+    .await
+    .unwrap()
+}
+
+async fn topic_id_of(agent: &Agent) -> [u8; 16] {
     let topic = agent
         .metadata
         .clone()
@@ -161,15 +175,7 @@ async fn rows(agent: &Agent, partition: i32) -> Vec<pb::IndexedChunk> {
         .into_inner()
         .topics
         .remove(0);
-    compactor::partition_rows(
-        agent,
-        &pb::PartitionRef {
-            topic_id: topic.topic_id,
-            partition,
-        },
-    )
-    .await
-    .unwrap()
+    topic.topic_id.as_slice().try_into().unwrap()
 }
 
 async fn objects(agent: &Agent) -> Vec<String> {
@@ -232,12 +238,18 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
     let settings = settings_for(&agent).await;
     let reader = compactor::compaction_reader(&agent);
     let metrics = compactor::CompactionMetrics::default();
-    let young = compactor::compact_once(&agent, &reader, &settings, &metrics)
+    let mut cursors = compactor::Cursors::default();
+    let young = compactor::compact_once(&agent, &reader, &settings, &metrics, &mut cursors)
         .await
         .unwrap();
     assert_eq!(
         young.objects, 0,
         "segments younger than the minimum age stay"
+    );
+    assert_eq!(
+        cursors.get(&topic_id_of(&agent).await, 0),
+        0,
+        "young rows are looked at again"
     );
     clock.advance(Duration::from_secs(601));
     // readers run while the pass does
@@ -249,7 +261,7 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
             }
         })
     };
-    let done = compactor::compact_once(&agent, &reader, &settings, &metrics)
+    let done = compactor::compact_once(&agent, &reader, &settings, &metrics, &mut cursors)
         .await
         .unwrap();
     kafka_reader.await.unwrap();
@@ -257,6 +269,7 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
     assert_eq!(done.objects, PARTITIONS as usize);
     assert_eq!(done.rows_replaced, SEGMENTS * PARTITIONS as usize);
     assert_eq!(metrics.objects.get(), PARTITIONS as u64);
+    let topic_id = topic_id_of(&agent).await;
     for p in 0..PARTITIONS {
         let after = rows(&agent, p).await;
         assert_eq!(after.len(), 1, "partition {p}");
@@ -264,12 +277,14 @@ async fn a_pass_rewrites_small_rows_and_readers_see_every_record_once_in_order()
             (after[0].base_offset, after[0].end_offset),
             (0, (SEGMENTS * PER_BATCH) as i64)
         );
+        // everything is settled: the next pass lists nothing before the end
+        assert_eq!(cursors.get(&topic_id, p), after[0].end_offset);
     }
     assert_every_record_once_in_order(&mut conn).await;
     // the old segments are now unreferenced and collected; the compacted ones stay
     assert_eq!(collect(&agent, &clock).await.len(), PARTITIONS as usize);
     assert_every_record_once_in_order(&mut conn).await;
-    let again = compactor::compact_once(&agent, &reader, &settings, &metrics)
+    let again = compactor::compact_once(&agent, &reader, &settings, &metrics, &mut cursors)
         .await
         .unwrap();
     assert_eq!(again.objects, 0, "large rows are left alone");
@@ -282,6 +297,7 @@ async fn a_killed_compactor_leaves_no_corruption_and_its_work_is_picked_up_again
     let settings = settings_for(&agent).await;
     let reader = compactor::compaction_reader(&agent);
     let metrics = compactor::CompactionMetrics::default();
+    let mut cursors = compactor::Cursors::default();
     // killed between its upload and its swap: an uncommitted object, the index unchanged
     let topic_id = agent
         .metadata
@@ -316,13 +332,13 @@ async fn a_killed_compactor_leaves_no_corruption_and_its_work_is_picked_up_again
     for micros in [50, 500, 2_000, 5_000, 20_000] {
         let _ = tokio::time::timeout(
             Duration::from_micros(micros),
-            compactor::compact_once(&agent, &reader, &settings, &metrics),
+            compactor::compact_once(&agent, &reader, &settings, &metrics, &mut cursors),
         )
         .await;
         assert_every_record_once_in_order(&mut conn).await;
     }
     // the next whole pass finishes the work
-    compactor::compact_once(&agent, &reader, &settings, &metrics)
+    compactor::compact_once(&agent, &reader, &settings, &metrics, &mut cursors)
         .await
         .unwrap();
     for p in 0..PARTITIONS {

@@ -27,6 +27,7 @@
 
 mod plan;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ use strata_proto::metadata::v1 as pb;
 use strata_segment::{ChunkInput, PartitionKey, SegmentWriter};
 use tokio_util::sync::CancellationToken;
 
-pub use self::plan::{plan_groups, PlanLimits};
+pub use self::plan::{plan, plan_groups, Plan, PlanLimits};
 use crate::block_cache::{BlockCache, BlockCacheConfig};
 use crate::cluster::ClusterView;
 use crate::context::Agent;
@@ -175,12 +176,36 @@ pub struct CompactedObject {
     pub row: pb::IndexedChunk,
 }
 
-/// Runs one pass over every partition this agent leads.
+/// Where each partition's next pass starts listing rows (see [`Plan::resume_from`]).
+///
+/// Kept in the compactor's memory only: a restarted agent, or one that newly leads a
+/// partition, starts from the partition's beginning once. Rows behind a cursor only ever
+/// change by being compacted (by whichever agent led the partition then), so a stale
+/// cursor never hides work.
+#[derive(Debug, Default)]
+pub struct Cursors {
+    next: HashMap<([u8; 16], i32), i64>,
+}
+
+impl Cursors {
+    /// The offset to list `partition` of `topic_id` from (0 when unknown).
+    pub fn get(&self, topic_id: &[u8; 16], partition: i32) -> i64 {
+        self.next.get(&(*topic_id, partition)).copied().unwrap_or(0)
+    }
+
+    fn set(&mut self, topic_id: [u8; 16], partition: i32, offset: i64) {
+        self.next.insert((topic_id, partition), offset);
+    }
+}
+
+/// Runs one pass over every partition this agent leads, each from its cursor, and moves
+/// the cursors past what is settled.
 pub async fn compact_once(
     agent: &Agent,
     reader: &ChunkReader,
     settings: &CompactionSettings,
     metrics: &CompactionMetrics,
+    cursors: &mut Cursors,
 ) -> Result<Compacted, CompactError> {
     let topics = agent
         .metadata
@@ -206,29 +231,41 @@ pub async fn compact_once(
                 topic_id: topic_id.to_vec(),
                 partition,
             };
-            compact_partition(agent, reader, settings, metrics, p, &mut done).await?;
+            let from = cursors.get(&topic_id, partition);
+            let next =
+                compact_partition(agent, reader, settings, metrics, p, from, &mut done).await?;
+            cursors.set(topic_id, partition, next);
         }
     }
     Ok(done)
 }
 
-/// Compacts one partition: every group [`plan_groups`] picks, one after the other. A group
-/// that fails is counted and skipped; only a failure to read the index stops the pass.
+/// Compacts one partition's rows from offset `from` on: every group [`plan`] picks, one
+/// after the other. A group that fails is counted and skipped; only a failure to read the
+/// index stops the pass. Returns where the next pass should start: the plan's resume
+/// offset, or the first failed or lost group, whichever comes first.
 pub async fn compact_partition(
     agent: &Agent,
     reader: &ChunkReader,
     settings: &CompactionSettings,
     metrics: &CompactionMetrics,
     partition: pb::PartitionRef,
+    from: i64,
     done: &mut Compacted,
-) -> Result<(), CompactError> {
-    let rows = partition_rows(agent, &partition).await?;
+) -> Result<i64, CompactError> {
+    let rows = partition_rows(agent, &partition, from).await?;
     let min_age = i64::try_from(settings.min_age.as_millis()).unwrap_or(i64::MAX);
     let limits = PlanLimits {
         target_bytes: settings.target_bytes,
         written_before_ms: agent.clock.now_millis().saturating_sub(min_age),
     };
-    for group in plan_groups(&rows, &limits) {
+    let Plan {
+        groups,
+        resume_from,
+    } = plan(&rows, &limits);
+    let mut next = resume_from.unwrap_or(from);
+    for group in groups {
+        let group_start = group.first().map_or(next, |r| r.base_offset);
         let result = async {
             let object = write_object(agent, reader, settings, &partition, group).await?;
             let response = swap(agent, &object).await?;
@@ -247,6 +284,7 @@ pub async fn compact_partition(
                     metrics.bytes.inc_by(bytes);
                 }
                 pb::ReplaceStatus::Conflict | pb::ReplaceStatus::UnknownPartition => {
+                    next = next.min(group_start);
                     tracing::info!(
                         key = %object.object_key,
                         reason = %response.conflict_reason,
@@ -257,23 +295,25 @@ pub async fn compact_partition(
                 }
             },
             Err(error) => {
+                next = next.min(group_start);
                 tracing::warn!(%error, partition = partition.partition, "compaction of a group failed");
                 done.failures += 1;
                 metrics.failures.inc();
             }
         }
     }
-    Ok(())
+    Ok(next)
 }
 
-/// The partition's index rows from its log start on, in offset order (at most
-/// [`MAX_ROWS_PER_PARTITION`]).
+/// The partition's index rows from offset `from` (or its log start, if later) on, in
+/// offset order (at most [`MAX_ROWS_PER_PARTITION`]; the next pass continues after them).
 pub async fn partition_rows(
     agent: &Agent,
     partition: &pb::PartitionRef,
+    from: i64,
 ) -> Result<Vec<pb::IndexedChunk>, CompactError> {
     let mut rows: Vec<pb::IndexedChunk> = Vec::new();
-    let mut offset = 0;
+    let mut offset = from;
     while rows.len() < MAX_ROWS_PER_PARTITION {
         let response = agent
             .metadata
@@ -467,13 +507,14 @@ pub fn spawn(agent: Arc<Agent>, settings: CompactionSettings, stop: Cancellation
     tokio::spawn(async move {
         let reader = compaction_reader(&agent);
         let metrics = agent.metrics.compaction.clone();
+        let mut cursors = Cursors::default();
         let run = async {
             let mut ticker = tokio::time::interval(settings.interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
             loop {
                 ticker.tick().await;
-                match compact_once(&agent, &reader, &settings, &metrics).await {
+                match compact_once(&agent, &reader, &settings, &metrics, &mut cursors).await {
                     Ok(done) if done.objects + done.conflicts + done.failures > 0 => {
                         tracing::info!(?done, "compaction pass")
                     }
