@@ -1,6 +1,7 @@
 """The agent's read tier end to end: many consumers replaying the same history cost about
 one bucket GET per block of the objects they read, and each of them gets every record, in
-order, intact.
+order, intact: on 64 MiB histories with small blocks (below), and at scale, 20 consumers
+of 1 GiB with the default 4 MiB blocks.
 
 The node runs with 1 MiB blocks (so a 64 MiB history is many blocks), a block cache larger
 than the history (so nothing is evicted and the bound is exact), and no decoded-chunk
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
+import struct
 
 import pytest
 import threading
@@ -104,10 +107,10 @@ def produce_history(strata, topic: str, records: int = RECORDS, partitions: int 
     return counts
 
 
-def segment_blocks(strata) -> tuple[int, int]:
+def segment_blocks(strata, block_bytes: int = BLOCK_BYTES) -> tuple[int, int]:
     """(objects, blocks) in the node's bucket directory, blocks counted per object."""
     sizes = [f.stat().st_size for f in Path(strata.data_dir, "bucket").rglob("*") if f.is_file()]
-    return len(sizes), sum(math.ceil(size / BLOCK_BYTES) for size in sizes)
+    return len(sizes), sum(math.ceil(size / block_bytes) for size in sizes)
 
 
 class Replay(threading.Thread):
@@ -229,4 +232,94 @@ def test_a_sequential_replay_reads_ahead_and_uses_what_it_read(strata_factory):
     assert issued > 0, "a replay of many segments never read ahead"
     assert used <= issued == prefetch_gets
     assert gets <= blocks, f"{gets:.0f} GETs for {blocks} blocks ({objects} objects)"
+    discard_data(strata)
+
+
+GIB = 1024 ** 3
+BIG_VALUE_BYTES = 64 * 1024
+BIG_PARTITIONS = 4
+DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024
+
+
+class CheckedReplay(threading.Thread):
+    """A consumer reading every partition from 0 to `counts`, checking offsets, sizes and the
+    (partition, sequence) each value starts with; librdkafka verifies every batch's CRC."""
+
+    def __init__(self, bootstrap: str, topic: str, counts: dict[int, int]):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.counts = bootstrap, topic, counts
+        self.read = {p: 0 for p in counts}
+        self.problems: list[str] = []
+
+    def run(self) -> None:
+        try:
+            consumer = confluent_consumer(self.bootstrap, **{"check.crcs": True, "fetch.wait.max.ms": 100})
+            try:
+                consumer.assign([TopicPartition(self.topic, p, 0) for p in self.counts])
+                deadline = threading.Event()
+                timer = threading.Timer(CONSUME_TIMEOUT_S, deadline.set)
+                timer.start()
+                try:
+                    while any(self.read[p] < n for p, n in self.counts.items()) and not deadline.is_set():
+                        for msg in consumer.consume(num_messages=500, timeout=0.5):
+                            self._check(msg)
+                finally:
+                    timer.cancel()
+            finally:
+                consumer.close()
+        except BaseException as e:
+            self.problems.append(f"{type(e).__name__}: {e}")
+
+    def _check(self, msg) -> None:
+        if msg.error() is not None:
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                self.problems.append(str(msg.error()))
+            return
+        p, offset, value = msg.partition(), msg.offset(), msg.value()
+        if offset != self.read[p] or len(value) != BIG_VALUE_BYTES \
+                or value[:12] != struct.pack(">iq", p, offset):
+            self.problems.append(f"partition {p}: offset {offset}, {len(value)} bytes, where {self.read[p]} was next")
+        self.read[p] = offset + 1
+
+
+def test_twenty_consumers_of_one_gib_cost_one_get_per_block(strata_factory):
+    """The read tier at scale: 1 GiB of history (default 4 MiB blocks, a block cache that
+    holds it all), 20 confluent-kafka consumers at once, about one bucket GET per block."""
+    strata = strata_factory("--read-cache-bytes", str(GIB + GIB // 2), "--compaction-interval", "0s")
+    topic = "one-gib"
+    create_topic(strata.bootstrap, topic, BIG_PARTITIONS)
+    producer = confluent_producer(strata.bootstrap, **{"linger.ms": 20, "batch.size": 1_000_000})
+    errors = []
+    counts = {p: 0 for p in range(BIG_PARTITIONS)}
+    for i in range(GIB // BIG_VALUE_BYTES):
+        p = i % BIG_PARTITIONS
+        value = struct.pack(">iq", p, counts[p]) + os.urandom(BIG_VALUE_BYTES - 12)
+        counts[p] += 1
+        while True:
+            try:
+                producer.produce(topic, value=value, partition=p,
+                                 on_delivery=lambda err, _m: err is not None and errors.append(err))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(120) == 0 and not errors, errors[:3]
+    objects, blocks = segment_blocks(strata, DEFAULT_BLOCK_BYTES)
+    before = metrics(strata)
+
+    replays = [CheckedReplay(strata.bootstrap, topic, counts) for _ in range(CONSUMERS)]
+    for r in replays:
+        r.start()
+    for r in replays:
+        r.join(CONSUME_TIMEOUT_S + 60)
+        assert not r.is_alive(), "a consumer thread did not finish"
+
+    for i, r in enumerate(replays):
+        assert not r.problems, f"consumer {i}: {r.problems[:5]}"
+        assert r.read == counts, f"consumer {i} read {r.read} of {counts}"
+    after = metrics(strata)
+    gets = bucket_gets(after) - bucket_gets(before)
+    print(f"1 GiB, {CONSUMERS} consumers: {gets:.0f} GETs, {objects} objects, {blocks} blocks; "
+          + read_tier_summary(after))
+    assert objects <= gets <= blocks, f"{gets:.0f} bucket GETs for {blocks} blocks in {objects} objects"
     discard_data(strata)
