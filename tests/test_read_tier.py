@@ -172,14 +172,24 @@ def discard_data(strata) -> None:
     shutil.rmtree(strata.data_dir, ignore_errors=True)
 
 
-def replay_all(strata, topic: str, counts: dict[int, int], consumers: int) -> list[Replay]:
-    barrier = threading.Barrier(consumers)
-    replays = [Replay(strata.bootstrap, topic, counts, barrier) for _ in range(consumers)]
+def run_all(replays: list[threading.Thread]) -> None:
     for r in replays:
         r.start()
     for r in replays:
         r.join(CONSUME_TIMEOUT_S + 60)
         assert not r.is_alive(), "a consumer thread did not finish"
+
+
+def assert_all_read(replays, counts: dict[int, int]) -> None:
+    for i, r in enumerate(replays):
+        assert not r.problems, f"consumer {i}: {r.problems[:5]}"
+        assert r.read == counts, f"consumer {i} read {r.read} of {counts}"
+
+
+def replay_all(strata, topic: str, counts: dict[int, int], consumers: int) -> list[Replay]:
+    barrier = threading.Barrier(consumers)
+    replays = [Replay(strata.bootstrap, topic, counts, barrier) for _ in range(consumers)]
+    run_all(replays)
     return replays
 
 
@@ -190,11 +200,7 @@ def test_twenty_consumers_of_one_history_cost_one_get_per_block(strata_factory, 
     objects, blocks = segment_blocks(strata)
     before = metrics(strata)
 
-    replays = replay_all(strata, "replayed", counts, CONSUMERS)
-
-    for i, r in enumerate(replays):
-        assert not r.problems, f"consumer {i}: {r.problems[:5]}"
-        assert r.read == counts, f"consumer {i} read {r.read} of {counts}"
+    assert_all_read(replay_all(strata, "replayed", counts, CONSUMERS), counts)
     after = metrics(strata)
     gets = bucket_gets(after) - bucket_gets(before)
     print(f"{segments}, {CONSUMERS} consumers: {gets:.0f} GETs, {objects} objects, {blocks} blocks; "
@@ -308,15 +314,8 @@ def test_twenty_consumers_of_one_gib_cost_one_get_per_block(strata_factory):
     before = metrics(strata)
 
     replays = [CheckedReplay(strata.bootstrap, topic, counts) for _ in range(CONSUMERS)]
-    for r in replays:
-        r.start()
-    for r in replays:
-        r.join(CONSUME_TIMEOUT_S + 60)
-        assert not r.is_alive(), "a consumer thread did not finish"
-
-    for i, r in enumerate(replays):
-        assert not r.problems, f"consumer {i}: {r.problems[:5]}"
-        assert r.read == counts, f"consumer {i} read {r.read} of {counts}"
+    run_all(replays)
+    assert_all_read(replays, counts)
     after = metrics(strata)
     gets = bucket_gets(after) - bucket_gets(before)
     print(f"1 GiB, {CONSUMERS} consumers: {gets:.0f} GETs, {objects} objects, {blocks} blocks; "
