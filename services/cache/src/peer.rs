@@ -24,6 +24,11 @@ use crate::block_cache::{BlockCache, BlockError, BlockId};
 /// Largest gRPC message a block travels in: the largest block plus framing.
 const MAX_MESSAGE_BYTES: usize = crate::block_cache::MAX_BLOCK_BYTES as usize + 64 * 1024;
 
+/// HTTP/2 flow-control window of one block response (a 4 MiB block in two windows).
+const STREAM_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
+/// HTTP/2 flow-control window of a connection to one peer, shared by its requests.
+const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+
 /// Settings of the peer client.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerConfig {
@@ -158,6 +163,10 @@ impl PeerClients {
             .connect_timeout(self.config.connect_timeout)
             .timeout(self.config.timeout)
             .tcp_nodelay(true)
+            // blocks are megabytes: HTTP/2's default 64 KiB windows would cap a block
+            // transfer at one window per round trip
+            .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
             // a frozen peer is noticed between requests too
             .http2_keep_alive_interval(Duration::from_secs(2))
             .keep_alive_timeout(Duration::from_secs(3));

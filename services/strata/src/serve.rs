@@ -23,6 +23,9 @@ use tokio::sync::watch;
 use crate::cli::{AgentArgs, AgentOnlyArgs, BucketArgs, DevArgs, MetadataArgs};
 use strata_cache::PeerConfig;
 
+/// How long start-up waits for the agent to be ready before it says it is listening.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a stopping metadata server waits for open calls.
 const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -430,6 +433,20 @@ fn file_url(path: &Path) -> anyhow::Result<String> {
     Ok(format!("file://{}", absolute.display()))
 }
 
+/// Waits (up to [`READY_WAIT`]) until the agent's link to the metadata service is up, so
+/// the "ready" line is printed when `/readyz` says so too; after that it is printed anyway
+/// (the agent keeps reconnecting, and `/readyz` tells the truth).
+async fn wait_until_ready(agent: &Agent) {
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    while !agent.is_ready() {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("not connected to the metadata service yet; serving anyway");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// `strata dev`: metadata service and agent in one process.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -443,6 +460,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let started = start_agent(&args.agent, client, Some(default_bucket), &mut registry).await?;
     let agent = Arc::clone(&started.agent);
     let http = start_agent_http(&args.agent, registry, &agent).await?;
+    wait_until_ready(&agent).await;
     println!(
         "strata dev ready: bootstrap={}:{} metadata=http://{}",
         agent.config.advertised_host, agent.config.advertised_port, server.addr
@@ -480,6 +498,7 @@ pub async fn agent(args: AgentOnlyArgs) -> anyhow::Result<()> {
     let started = start_agent(&args.agent, client, None, &mut registry).await?;
     let agent = Arc::clone(&started.agent);
     let http = start_agent_http(&args.agent, registry, &agent).await?;
+    wait_until_ready(&agent).await;
     println!(
         "strata agent ready: bootstrap={}:{}",
         agent.config.advertised_host, agent.config.advertised_port
