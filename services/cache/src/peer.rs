@@ -24,6 +24,8 @@ use crate::block_cache::{BlockCache, BlockError, BlockId};
 /// Largest gRPC message a block travels in: the largest block plus framing.
 const MAX_MESSAGE_BYTES: usize = crate::block_cache::MAX_BLOCK_BYTES as usize + 64 * 1024;
 
+/// Longest object key accepted (S3 allows 1,024 bytes).
+const MAX_KEY_BYTES: usize = 1024;
 /// HTTP/2 flow-control window of one block response (a 4 MiB block in two windows).
 const STREAM_WINDOW_BYTES: u32 = 2 * 1024 * 1024;
 /// HTTP/2 flow-control window of a connection to one peer, shared by its requests.
@@ -211,8 +213,17 @@ impl CachePeer for PeerService {
                 request.block_bytes
             )));
         }
-        if request.object_key.is_empty() {
-            return Err(Status::invalid_argument("object_key is required"));
+        if request.object_key.is_empty() || request.object_key.len() > MAX_KEY_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "object_key must be 1 to {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        let block_bytes = self.blocks.block_bytes();
+        if request.index.saturating_add(1).checked_mul(block_bytes).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "block index {} is beyond any object",
+                request.index
+            )));
         }
         let block = BlockId {
             object: Arc::from(request.object_key),

@@ -128,3 +128,34 @@ async fn an_owner_with_another_block_size_is_refused_and_the_bucket_used() {
     assert_eq!(peer_gets(&metrics, "failed"), 1);
     node.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_block_requests_get_clear_errors() {
+    use strata_proto::cache::v1::cache_peer_client::CachePeerClient;
+    use strata_proto::cache::v1::GetBlockRequest;
+    let (memory, keys) = objects(1, 1).await;
+    let node = start_node(&memory, BLOCK).await;
+    let mut client = CachePeerClient::connect(format!("http://{}", node.address))
+        .await
+        .unwrap();
+    let ask = |object_key: &str, index: u64, block_bytes: u64| GetBlockRequest {
+        object_key: object_key.into(),
+        index,
+        block_bytes,
+    };
+    let cases = [
+        (ask("", 0, BLOCK), tonic::Code::InvalidArgument),
+        (ask(&"k".repeat(2000), 0, BLOCK), tonic::Code::InvalidArgument),
+        (ask(&keys[0], u64::MAX, BLOCK), tonic::Code::InvalidArgument),
+        (ask(&keys[0], 0, BLOCK + 1), tonic::Code::FailedPrecondition),
+        (ask("segments/missing", 0, BLOCK), tonic::Code::NotFound),
+    ];
+    for (request, code) in cases {
+        let status = client.get_block(request).await.unwrap_err();
+        assert_eq!(status.code(), code, "{status}");
+    }
+    // the node still serves
+    let block = client.get_block(ask(&keys[0], 0, BLOCK)).await.unwrap();
+    assert_eq!(block.into_inner().data.len() as u64, BLOCK - 17);
+    node.kill().await;
+}
