@@ -230,6 +230,13 @@ def test_cache_node_cli_errors_are_clear(tmp_path):
         capture_output=True, text=True, timeout=30, env=clean_env())
     assert result.returncode != 0
     assert "--cache-advertised-addr" in result.stderr and "host:port" in result.stderr, result.stderr
+    # every interface, and nothing to tell peers: refused, since the address is the identity
+    result = subprocess.run(
+        [strata_bin(), "cache", "--metadata", "http://127.0.0.1:1", "--bucket", f"file://{tmp_path}",
+         "--cache-listen", "0.0.0.0:0", "--http-listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=30, env=clean_env())
+    assert result.returncode != 0
+    assert "--cache-advertised-addr HOST:PORT" in result.stderr, result.stderr
 
 
 def test_agents_with_the_cache_role_form_the_ring_themselves(tmp_path):

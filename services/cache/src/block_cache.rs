@@ -317,13 +317,26 @@ impl BlockCache {
 
     /// Block data for another cache node that routed its miss here, the block's owner:
     /// from this cache, or loaded from the bucket (never from a peer).
+    ///
+    /// Concurrent requests for a block this process owns share one load. A block the
+    /// process's own ring gives to another node (two rings disagree while membership
+    /// changes) is served from the cache or read from the bucket directly, never by joining
+    /// a load that may itself be waiting on the caller.
     pub async fn serve_peer(&self, id: BlockId) -> Result<Bytes, BlockError> {
-        let (block, _) = self.block(id, Purpose::Peer).await?;
+        let owned_here = self
+            .peers
+            .as_ref()
+            .is_none_or(|peers| peers.ring.route(&id) == Route::Bucket);
+        let data = if owned_here {
+            self.block(id, Purpose::Peer).await?.0.data.clone()
+        } else if let Some(block) = self.cache.get(&id).await {
+            block.data.clone()
+        } else {
+            self.load_from_bucket(&id, Purpose::Peer).await?
+        };
         self.metrics.peer_served_blocks.inc();
-        self.metrics
-            .peer_served_bytes
-            .inc_by(block.data.len() as u64);
-        Ok(block.data.clone())
+        self.metrics.peer_served_bytes.inc_by(data.len() as u64);
+        Ok(data)
     }
 
     /// Block data for a waiting reader, with hit, miss and prefetch-use accounting.
@@ -361,7 +374,7 @@ impl BlockCache {
                     this.metrics.prefetch_issued.inc();
                 }
                 let (data, origin) = match route {
-                    Route::Peer(owner) => match this.load_from_peer(&owner, &id).await {
+                    Route::Peer(owner) => match this.load_from_peer(&owner, &id).await? {
                         Some(data) => (data, "peer"),
                         None => (this.load_from_bucket(&id, purpose).await?, "bucket"),
                     },
@@ -392,22 +405,43 @@ impl BlockCache {
         Ok((entry.into_value(), loaded))
     }
 
-    /// `id` from its owner `owner`, or `None` (counted, logged) when the owner failed.
-    async fn load_from_peer(&self, owner: &Arc<str>, id: &BlockId) -> Option<Bytes> {
-        let clients = &self.peers.as_ref()?.clients;
+    /// `id` from its owner `owner`; `Ok(None)` (counted, logged) when the owner failed and
+    /// the bucket should be read instead; the owner's NOT_FOUND as the bucket's would be.
+    async fn load_from_peer(
+        &self,
+        owner: &Arc<str>,
+        id: &BlockId,
+    ) -> Result<Option<Bytes>, BlockError> {
+        let Some(peers) = &self.peers else {
+            return Ok(None);
+        };
         let outcome = |outcome| OutcomeLabel { outcome };
-        match clients.get_block(owner, id, self.block_bytes).await {
+        match peers.clients.get_block(owner, id, self.block_bytes).await {
             Ok(data) => {
                 self.metrics.peer_gets.get_or_create(&outcome("ok")).inc();
                 self.metrics.peer_bytes.inc_by(data.len() as u64);
-                Some(data)
+                Ok(Some(data))
+            }
+            Err(PeerError::NotFound { message, .. }) => {
+                self.metrics
+                    .peer_gets
+                    .get_or_create(&outcome("not_found"))
+                    .inc();
+                let start = id.index * self.block_bytes;
+                Err(BlockError::Bucket {
+                    key: id.object.to_string(),
+                    start,
+                    end: start + self.block_bytes,
+                    reason: message,
+                    not_found: true,
+                })
             }
             Err(PeerError::Skipped { .. }) => {
                 self.metrics
                     .peer_gets
                     .get_or_create(&outcome("skipped"))
                     .inc();
-                None
+                Ok(None)
             }
             Err(error) => {
                 self.metrics
@@ -415,7 +449,7 @@ impl BlockCache {
                     .get_or_create(&outcome("failed"))
                     .inc();
                 tracing::warn!(%error, object = %id.object, block = id.index, "reading the block from the bucket instead");
-                None
+                Ok(None)
             }
         }
     }

@@ -29,8 +29,9 @@ pub struct ReasonLabel {
 /// How a block request to its owning cache node ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
-    /// `ok`, `failed` (the caller then read the bucket itself) or `skipped` (the owner
-    /// failed recently, so the caller went straight to the bucket).
+    /// `ok`, `not_found` (the object is gone; the read fails as a bucket read would),
+    /// `failed` (the caller then read the bucket itself) or `skipped` (the owner failed
+    /// recently, so the caller went straight to the bucket).
     pub outcome: &'static str,
 }
 
@@ -54,7 +55,8 @@ pub struct ReadMetrics {
     pub prefetch_issued: Counter,
     /// Prefetched blocks later read by a fetch (each counted once).
     pub prefetch_used: Counter,
-    /// Prefetches not started because the read-ahead concurrency limit was reached.
+    /// Prefetches not started because the read-ahead concurrency limit was reached, or
+    /// because read-ahead already held its share of the cache.
     pub prefetch_skipped: Counter,
     /// Bytes of blocks held in the cache (approximate; moka settles it lazily).
     pub cached_bytes: Gauge,
@@ -96,7 +98,7 @@ impl ReadMetrics {
             ),
             (
                 "read_prefetch_skipped",
-                "Prefetches not started because read-ahead was at its concurrency limit",
+                "Prefetches not started: read-ahead at its concurrency limit or holding its share of the cache",
                 &self.prefetch_skipped,
             ),
             (

@@ -1,10 +1,11 @@
 //! The peer protocol: asking a block's owner for it ([`PeerClients`]) and answering such
 //! requests ([`PeerService`]).
 //!
-//! A peer request is an optimisation, never a dependency: when the owner is down, slow or
-//! misconfigured, the caller reads the block from the bucket itself, and skips that owner
-//! for a short while ([`PeerConfig::retry_after`]) so a dead node costs one failed request,
-//! not one per block, until the ring drops it.
+//! A peer request is an optimisation, never a dependency: when the owner is down, slow,
+//! misconfigured or answers nonsense, the caller reads the block from the bucket itself,
+//! and skips that owner for a short while ([`PeerConfig::retry_after`]) so a dead node
+//! costs one failed request, not one per block, until the ring drops it. An owner saying
+//! the object does not exist is believed (and not skipped): the bucket would say the same.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,8 @@ use crate::block_cache::{BlockCache, BlockError, BlockId};
 /// Largest gRPC message a block travels in: the largest block plus framing.
 const MAX_MESSAGE_BYTES: usize = crate::block_cache::MAX_BLOCK_BYTES as usize + 64 * 1024;
 
+/// A connection to a peer unused this long is dropped when another one is opened.
+const IDLE_CHANNEL: Duration = Duration::from_secs(10 * 60);
 /// Longest object key accepted (S3 allows 1,024 bytes).
 const MAX_KEY_BYTES: usize = 1024;
 /// HTTP/2 flow-control window of one block response (a 4 MiB block in two windows).
@@ -70,6 +73,25 @@ pub enum PeerError {
         /// Why it is invalid.
         reason: String,
     },
+    /// The owner says the object does not exist (the bucket would say the same).
+    #[error("cache node {address}: the object does not exist: {message}")]
+    NotFound {
+        /// The owner's address.
+        address: String,
+        /// The owner's message.
+        message: String,
+    },
+    /// The owner answered with a block that cannot be right (empty, or larger than a
+    /// block): it is not cached, and the owner is skipped for a while.
+    #[error("cache node {address} sent {len} bytes for a block of at most {block_bytes}")]
+    BadBlock {
+        /// The owner's address.
+        address: String,
+        /// Bytes received.
+        len: usize,
+        /// The block size asked for.
+        block_bytes: u64,
+    },
     /// The request failed (connection, timeout, or an error status from the owner).
     #[error("cache node {address} did not serve the block: {status}")]
     Request {
@@ -80,13 +102,16 @@ pub enum PeerError {
     },
 }
 
+/// Each peer's client by address, with when it was last used.
+type Channels = HashMap<Arc<str>, (CachePeerClient<Channel>, Instant)>;
+
 /// Connections to cache nodes, opened on first use and kept.
 ///
 /// Cloning is cheap and clones share the connections.
 #[derive(Debug, Clone)]
 pub struct PeerClients {
     config: PeerConfig,
-    channels: Arc<Mutex<HashMap<Arc<str>, CachePeerClient<Channel>>>>,
+    channels: Arc<Mutex<Channels>>,
     /// Owners that failed, and until when they are skipped.
     skipped: Arc<Mutex<HashMap<Arc<str>, Instant>>>,
 }
@@ -113,22 +138,38 @@ impl PeerClients {
                 address: address.to_string(),
             });
         }
-        let mut client = self.client(address)?;
+        let mut client = self.client(address).inspect_err(|_| self.skip(address))?;
         let request = GetBlockRequest {
             object_key: block.object.to_string(),
             index: block.index,
             block_bytes,
         };
-        match client.get_block(request).await {
-            Ok(response) => Ok(response.into_inner().data),
+        let data = match client.get_block(request).await {
+            Ok(response) => response.into_inner().data,
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                // a healthy owner: the object is gone (e.g. collected under a stale index row)
+                return Err(PeerError::NotFound {
+                    address: address.to_string(),
+                    message: status.message().to_string(),
+                });
+            }
             Err(status) => {
                 self.skip(address);
-                Err(PeerError::Request {
+                return Err(PeerError::Request {
                     address: address.to_string(),
                     status: Box::new(status),
-                })
+                });
             }
+        };
+        if data.is_empty() || data.len() as u64 > block_bytes {
+            self.skip(address);
+            return Err(PeerError::BadBlock {
+                address: address.to_string(),
+                len: data.len(),
+                block_bytes,
+            });
         }
+        Ok(data)
     }
 
     fn is_skipped(&self, address: &Arc<str>) -> bool {
@@ -144,18 +185,22 @@ impl PeerClients {
     }
 
     fn skip(&self, address: &Arc<str>) {
-        let until = Instant::now() + self.config.retry_after;
-        self.skipped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(Arc::clone(address), until);
+        let now = Instant::now();
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        // entries of nodes that left the ring are never looked up again: drop them here
+        skipped.retain(|_, until| *until > now);
+        skipped.insert(Arc::clone(address), now + self.config.retry_after);
     }
 
     fn client(&self, address: &Arc<str>) -> Result<CachePeerClient<Channel>, PeerError> {
+        let now = Instant::now();
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = channels.get(address) {
+        if let Some((client, used)) = channels.get_mut(address) {
+            *used = now;
             return Ok(client.clone());
         }
+        // connections to nodes that left the ring go once they have been idle a while
+        channels.retain(|_, (_, used)| now.duration_since(*used) < IDLE_CHANNEL);
         let bad = |reason: String| PeerError::BadAddress {
             address: address.to_string(),
             reason,
@@ -169,12 +214,13 @@ impl PeerClients {
             // transfer at one window per round trip
             .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
             .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-            // a frozen peer is noticed between requests too
+            // a frozen peer is noticed between requests too, not by the next request
             .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(3));
+            .keep_alive_timeout(Duration::from_secs(3))
+            .keep_alive_while_idle(true);
         let client = CachePeerClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        channels.insert(Arc::clone(address), client.clone());
+        channels.insert(Arc::clone(address), (client.clone(), now));
         Ok(client)
     }
 }
@@ -219,7 +265,12 @@ impl CachePeer for PeerService {
             )));
         }
         let block_bytes = self.blocks.block_bytes();
-        if request.index.saturating_add(1).checked_mul(block_bytes).is_none() {
+        if request
+            .index
+            .saturating_add(1)
+            .checked_mul(block_bytes)
+            .is_none()
+        {
             return Err(Status::invalid_argument(format!(
                 "block index {} is beyond any object",
                 request.index

@@ -145,7 +145,10 @@ async fn bad_block_requests_get_clear_errors() {
     };
     let cases = [
         (ask("", 0, BLOCK), tonic::Code::InvalidArgument),
-        (ask(&"k".repeat(2000), 0, BLOCK), tonic::Code::InvalidArgument),
+        (
+            ask(&"k".repeat(2000), 0, BLOCK),
+            tonic::Code::InvalidArgument,
+        ),
         (ask(&keys[0], u64::MAX, BLOCK), tonic::Code::InvalidArgument),
         (ask(&keys[0], 0, BLOCK + 1), tonic::Code::FailedPrecondition),
         (ask("segments/missing", 0, BLOCK), tonic::Code::NotFound),
@@ -157,5 +160,21 @@ async fn bad_block_requests_get_clear_errors() {
     // the node still serves
     let block = client.get_block(ask(&keys[0], 0, BLOCK)).await.unwrap();
     assert_eq!(block.into_inner().data.len() as u64, BLOCK - 17);
+    node.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_object_fails_like_the_bucket_and_the_owner_stays_in_use() {
+    let (memory, keys) = objects(2, 1).await;
+    let node = start_node(&memory, BLOCK).await;
+    let (agent, agent_gets, metrics) = reader(&memory, &[node.info()], BLOCK);
+    let err = agent.read("segments/gone", 0..10).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(agent_gets.gets(), 0, "the owner's answer is not asked of the bucket again");
+    assert_eq!(peer_gets(&metrics, "not_found"), 1);
+    // the owner is not skipped: the next block still comes from it
+    read_all(&agent, &keys, 2 * BLOCK - 17).await;
+    assert_eq!(agent_gets.gets(), 0);
+    assert_eq!(peer_gets(&metrics, "ok"), 2);
     node.kill().await;
 }

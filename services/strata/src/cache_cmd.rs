@@ -25,6 +25,12 @@ pub(crate) async fn bind(
     addr: SocketAddr,
     advertised_addr: Option<&str>,
 ) -> anyhow::Result<(TcpListener, String)> {
+    if addr.ip().is_unspecified() && advertised_addr.is_none() {
+        anyhow::bail!(
+            "--cache-listen {addr} binds every interface: give --cache-advertised-addr HOST:PORT, \
+             the address the other nodes reach this one at (it is the node's identity on the ring)"
+        );
+    }
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for cache peers"))?;

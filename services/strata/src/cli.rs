@@ -105,6 +105,7 @@ pub struct AgentArgs {
     /// Kafka node id of this agent.
     #[arg(long, env = "STRATA_NODE_ID", default_value_t = 1)]
     pub node_id: i32,
+    /// Where segment objects live.
     #[command(flatten)]
     pub storage: BucketArgs,
     /// Longest time a produced batch waits for its segment flush.
@@ -140,8 +141,10 @@ pub struct AgentArgs {
     /// Bytes of segment blocks the read tier's block cache keeps.
     #[arg(long, env = "STRATA_READ_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub read_cache_bytes: u64,
+    /// Read tier settings beyond the cache size.
     #[command(flatten)]
     pub read_tier: ReadTierArgs,
+    /// The optional cache role.
     #[command(flatten)]
     pub cache_role: AgentCacheRoleArgs,
     /// Address of the agent's HTTP endpoint: /metrics, /healthz, /readyz (port 0 picks one).
@@ -281,6 +284,7 @@ pub struct CacheArgs {
     /// host:port agents reach this node at (default: the listen address).
     #[arg(long, env = "STRATA_CACHE_ADVERTISED_ADDR")]
     pub cache_advertised_addr: Option<String>,
+    /// Where segment objects live.
     #[command(flatten)]
     pub storage: BucketArgs,
     /// Bytes of segment blocks this node keeps.

@@ -207,12 +207,13 @@ pub(crate) fn metadata_client(addresses: &str) -> anyhow::Result<MetadataClient>
     connect(&addresses, None).context("invalid --metadata")
 }
 
-/// A started agent, and the listeners it is to serve on.
+/// A started agent, the listener it is to serve Kafka clients on, and its cache peer
+/// server when it has the cache role (running already: the agent registers as a cache node
+/// as it starts, so peers may call at once).
 struct StartedAgent {
     agent: Arc<Agent>,
     kafka: TcpListener,
-    /// The cache peer listener, when the agent serves the cache role.
-    cache: Option<TcpListener>,
+    peers: Option<crate::cache_cmd::PeerServer>,
 }
 
 async fn start_agent(
@@ -294,21 +295,20 @@ async fn start_agent(
         }
         Ok(()) => {}
     }
+    let peers =
+        cache.map(|listener| crate::cache_cmd::PeerServer::start(listener, agent.blocks.clone()));
     Ok(StartedAgent {
         agent,
         kafka: listener,
-        cache,
+        peers,
     })
 }
 
 impl StartedAgent {
-    /// Serves Kafka clients (and peers, with the cache role) until a shutdown signal.
+    /// Serves Kafka clients until a shutdown signal, then stops the peer server too.
     async fn serve(self) {
-        let peers = self.cache.map(|listener| {
-            crate::cache_cmd::PeerServer::start(listener, self.agent.blocks.clone())
-        });
         self.agent.serve(self.kafka, shutdown_signal()).await;
-        if let Some(peers) = peers {
+        if let Some(peers) = self.peers {
             peers.stop().await;
         }
     }

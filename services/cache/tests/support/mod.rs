@@ -40,6 +40,7 @@ pub fn cache(bucket: Bucket, block_bytes: u64) -> (BlockCache, ReadMetrics) {
 }
 
 /// A cache node serving peers on 127.0.0.1; stops when killed or dropped.
+/// Its address, its bucket GET counter, its metrics and its block cache are public.
 pub struct Node {
     pub address: SocketAddr,
     pub gets: Arc<CountingStore>,
