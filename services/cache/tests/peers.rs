@@ -170,7 +170,11 @@ async fn a_missing_object_fails_like_the_bucket_and_the_owner_stays_in_use() {
     let (agent, agent_gets, metrics) = reader(&memory, &[node.info()], BLOCK);
     let err = agent.read("segments/gone", 0..10).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
-    assert_eq!(agent_gets.gets(), 0, "the owner's answer is not asked of the bucket again");
+    assert_eq!(
+        agent_gets.gets(),
+        0,
+        "the owner's answer is not asked of the bucket again"
+    );
     assert_eq!(peer_gets(&metrics, "not_found"), 1);
     // the owner is not skipped: the next block still comes from it
     read_all(&agent, &keys, 2 * BLOCK - 17).await;
