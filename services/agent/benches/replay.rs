@@ -30,9 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -41,13 +40,10 @@ use kafka_protocol::messages::{
     ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use strata_agent::metadata_client::MetadataClient;
 use strata_agent::{Agent, AgentConfig};
 use strata_storage::{Bucket, CountingStore};
-use support::Conn;
+use support::{encode_batch, Conn};
 use tokio::net::TcpListener;
 
 const TOPIC: &str = "replay";
@@ -331,33 +327,14 @@ async fn stop(node: Node) {
 }
 
 fn batch(pool: &[Bytes], next: &mut usize) -> Bytes {
-    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-        .map(|i| {
-            *next += 1;
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: 1_700_000_000_000 + *next as i64,
-                key: None,
-                value: Some(pool[*next % pool.len()].clone()),
-                headers: IndexMap::new(),
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.freeze()
+    encode_batch((0..RECORDS_PER_BATCH).map(|_| {
+        *next += 1;
+        (
+            None,
+            pool[*next % pool.len()].clone(),
+            1_700_000_000_000 + *next as i64,
+        )
+    }))
 }
 
 /// One consumer: fetches every partition from 0 until it reaches `ends`; returns the

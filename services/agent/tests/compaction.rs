@@ -8,9 +8,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::TryStreamExt;
-use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -18,14 +17,12 @@ use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, ProduceRequest,
     ProduceResponse,
 };
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use strata_agent::compactor::{self, CompactionSettings};
 use strata_agent::{Agent, AgentConfig};
 use strata_clock::{Clock, ManualClock};
 use strata_proto::metadata::v1 as pb;
-use support::{name, start_agent, Conn};
+use support::{encode_batch, name, start_agent, Conn};
 
 const PARTITIONS: i32 = 3;
 const SEGMENTS: usize = 30;
@@ -43,30 +40,10 @@ async fn start(clock: Arc<ManualClock>) -> (Arc<Agent>, std::net::SocketAddr) {
 }
 
 fn batch(partition: i32, first: usize, count: usize) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + (first + i) as i64,
-            key: None,
-            value: Some(Bytes::from(format!("p{partition}-{}", first + i))),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.freeze()
+    encode_batch((first..first + count).map(|n| {
+        let value = Bytes::from(format!("p{partition}-{n}"));
+        (None, value, 1_700_000_000_000 + n as i64)
+    }))
 }
 
 /// Creates topic "t" and produces SEGMENTS requests, each one batch per partition (and so
@@ -299,18 +276,8 @@ async fn a_killed_compactor_leaves_no_corruption_and_its_work_is_picked_up_again
     let metrics = compactor::CompactionMetrics::default();
     let mut cursors = compactor::Cursors::default();
     // killed between its upload and its swap: an uncommitted object, the index unchanged
-    let topic_id = agent
-        .metadata
-        .clone()
-        .list_topics(pb::ListTopicsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .topics[0]
-        .topic_id
-        .clone();
     let p0 = pb::PartitionRef {
-        topic_id,
+        topic_id: topic_id_of(&agent).await.to_vec(),
         partition: 0,
     };
     let before = rows(&agent, 0).await;

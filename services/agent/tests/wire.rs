@@ -7,8 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use indexmap::IndexMap;
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -17,14 +16,12 @@ use kafka_protocol::messages::{
     FetchResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use strata_agent::{Agent, AgentConfig};
 use strata_clock::Clock;
 use strata_metadata::sqlite::SqliteStore;
 use strata_metadata::MetadataServiceImpl;
-use support::{serve_metadata, Conn};
+use support::{encode_batch, serve_metadata, Conn};
 use tokio::net::TcpListener;
 
 struct Node {
@@ -87,30 +84,14 @@ async fn start_node_configured(
 }
 
 fn batch(first_value: usize, count: usize) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + (first_value + i) as i64,
-            key: Some(Bytes::from(format!("k{}", first_value + i))),
-            value: Some(Bytes::from(format!("v{}", first_value + i))),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.freeze()
+    encode_batch((first_value..first_value + count).map(|n| {
+        let key = Bytes::from(format!("k{n}"));
+        (
+            Some(key),
+            Bytes::from(format!("v{n}")),
+            1_700_000_000_000 + n as i64,
+        )
+    }))
 }
 
 fn produce(topic: &str, records: Bytes) -> ProduceRequest {
@@ -496,28 +477,7 @@ async fn a_full_ingest_buffer_holds_producers_back_until_uploads_finish() {
 
 /// One batch of one record whose value is `size` bytes.
 fn big_batch(size: usize, fill: u8) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(vec![fill; size])),
-        headers: IndexMap::new(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &[record], &options).unwrap();
-    buf.freeze()
+    encode_batch([(None, Bytes::from(vec![fill; size]), 1_700_000_000_000)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

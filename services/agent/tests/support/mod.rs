@@ -9,6 +9,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use strata_agent::metadata_client::MetadataClient;
 use strata_agent::{Agent, AgentConfig};
 use strata_clock::ManualClock;
@@ -47,6 +50,37 @@ pub async fn start_agent(clock: Arc<ManualClock>, config: AgentConfig) -> (Arc<A
     let agent = Agent::start(config, metadata, bucket, clock);
     tokio::spawn(Arc::clone(&agent).serve(listener, std::future::pending()));
     (agent, kafka)
+}
+
+/// One uncompressed RecordBatch v2 of `records`, each (key, value, timestamp in ms), with
+/// offset deltas from 0, no producer id and no headers: what a plain producer sends.
+pub fn encode_batch(records: impl IntoIterator<Item = (Option<Bytes>, Bytes, i64)>) -> Bytes {
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value, timestamp))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp,
+            key,
+            value: Some(value),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.freeze()
 }
 
 /// A topic name for a request.
