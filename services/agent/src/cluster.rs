@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use strata_cache::ring::rendezvous_hash;
 use strata_cache::{CacheRing, ReadMetrics};
 use strata_proto::metadata::v1::{
     AgentHeartbeatRequest, AgentInfo, CacheNodeHeartbeatRequest, CacheNodeInfo,
@@ -182,20 +183,10 @@ where
     });
 }
 
-/// FNV-1a over the partition and the node id: stable across processes and versions.
+/// The node's score for the partition: stable across processes and versions.
 fn rendezvous_score(topic_id: &[u8; 16], partition: i32, node_id: i32) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
     let (partition, node) = (partition.to_be_bytes(), node_id.to_be_bytes());
-    for byte in topic_id.iter().chain(&partition).chain(&node) {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(PRIME);
-    }
-    // FNV's low bits mix poorly for short inputs: finish with a multiply-xorshift
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^ (hash >> 33)
+    rendezvous_hash(topic_id.iter().chain(&partition).chain(&node).copied())
 }
 
 #[cfg(test)]

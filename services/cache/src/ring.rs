@@ -89,23 +89,24 @@ impl CacheRing {
     }
 }
 
-/// FNV-1a over the object key, the block index and the node address, finished with a
-/// multiply-xorshift: stable across processes and versions, so every reader agrees.
+/// The score of `address` for `block`: [`rendezvous_hash`] of the object key, the block
+/// index and the node address.
 fn score(block: &BlockId, address: &str) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let index = block.index.to_be_bytes();
     // the 0xff separator keeps ("ab", "c") and ("a", "bc") apart
-    let parts = block
-        .object
-        .as_bytes()
-        .iter()
-        .chain(&[0xff])
-        .chain(&index)
-        .chain(address.as_bytes());
+    let parts = block.object.as_bytes().iter().chain(&[0xff]).chain(&index);
+    rendezvous_hash(parts.chain(address.as_bytes()).copied())
+}
+
+/// A 64-bit hash for rendezvous placement: FNV-1a finished with a multiply-xorshift (FNV's
+/// low bits mix poorly for short inputs). Stable across processes and versions, so every
+/// process that hashes the same bytes picks the same owner.
+pub fn rendezvous_hash(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET;
-    for byte in parts {
-        hash ^= u64::from(*byte);
+    for byte in bytes {
+        hash ^= u64::from(byte);
         hash = hash.wrapping_mul(PRIME);
     }
     hash ^= hash >> 33;
