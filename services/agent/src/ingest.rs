@@ -12,7 +12,7 @@
 //! - A commit whose reply was lost is retried with the same object key; the metadata
 //!   service answers a retry with the offsets it assigned the first time.
 
-use crate::metadata_client::MetadataClient;
+use crate::metadata_client::{is_retryable, MetadataClient};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -605,7 +605,7 @@ impl Flusher {
         loop {
             match self.metadata.clone().commit_segment(request.clone()).await {
                 Ok(response) => return Ok(response.into_inner()),
-                Err(status) if retryable(&status) && Instant::now() + backoff < give_up => {
+                Err(status) if is_retryable(&status) && Instant::now() + backoff < give_up => {
                     tracing::warn!(%status, key = %request.object_key, "commit failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -614,15 +614,4 @@ impl Flusher {
             }
         }
     }
-}
-
-fn retryable(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Unknown
-            | tonic::Code::Aborted
-            | tonic::Code::Internal
-    )
 }

@@ -52,6 +52,21 @@ pub enum AddressError {
     },
 }
 
+/// True when a metadata call that failed with `status` may succeed if made again: the
+/// service was unreachable or changing leader, the call timed out, or its transaction was
+/// aborted. Callers retrying on it must make idempotent calls (commits and swaps are, by
+/// object key).
+pub fn is_retryable(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted
+            | tonic::Code::Internal
+    )
+}
+
 /// Parses a comma-separated list of metadata URLs (`http://host:port,...`).
 pub fn parse_addresses(list: &str) -> Result<Vec<String>, AddressError> {
     let addresses: Vec<String> = list

@@ -44,6 +44,7 @@ pub use self::plan::{plan, plan_groups, Plan, PlanLimits};
 use crate::block_cache::{BlockCache, BlockCacheConfig};
 use crate::cluster::ClusterView;
 use crate::context::Agent;
+use crate::metadata_client::is_retryable;
 use crate::metrics::AgentMetrics;
 use crate::read::{row_slice, ChunkReader, ReadError};
 
@@ -469,7 +470,7 @@ pub async fn swap(
     loop {
         match agent.metadata.clone().replace_chunks(request.clone()).await {
             Ok(response) => return Ok(response.into_inner()),
-            Err(status) if transient(&status) && attempt < SWAP_ATTEMPTS => {
+            Err(status) if is_retryable(&status) && attempt < SWAP_ATTEMPTS => {
                 tracing::debug!(%status, attempt, "replace chunks failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
@@ -478,17 +479,6 @@ pub async fn swap(
             Err(status) => return Err(status.into()),
         }
     }
-}
-
-fn transient(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable
-            | tonic::Code::DeadlineExceeded
-            | tonic::Code::Unknown
-            | tonic::Code::Aborted
-            | tonic::Code::Internal
-    )
 }
 
 /// A reader for old chunks that does not share the fetch path's caches.
