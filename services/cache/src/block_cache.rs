@@ -362,35 +362,8 @@ impl BlockCache {
     /// The cached block, or the block loaded by this call (then `true`) or by a concurrent
     /// call it waited for (then `false`).
     async fn block(&self, id: BlockId, purpose: Purpose) -> Result<(Arc<Block>, bool), BlockError> {
-        let route = match (&self.peers, purpose) {
-            (Some(peers), Purpose::Demand | Purpose::Prefetch) => peers.ring.route(&id),
-            _ => Route::Bucket,
-        };
-        let load = {
-            let this = self.clone();
-            let id = id.clone();
-            async move {
-                if purpose == Purpose::Prefetch {
-                    this.metrics.prefetch_issued.inc();
-                }
-                let (data, origin) = match route {
-                    Route::Peer(owner) => match this.load_from_peer(&owner, &id).await? {
-                        Some(data) => (data, "peer"),
-                        None => (this.load_from_bucket(&id, purpose).await?, "bucket"),
-                    },
-                    Route::Bucket => (this.load_from_bucket(&id, purpose).await?, "bucket"),
-                };
-                if purpose == Purpose::Prefetch {
-                    let held = &this.unread_prefetch_bytes;
-                    held.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-                Ok(Arc::new(Block {
-                    data,
-                    unread_prefetch: AtomicBool::new(purpose == Purpose::Prefetch),
-                    origin,
-                }))
-            }
-        };
+        // a lazy future: a hit neither routes nor loads anything
+        let load = self.load(id.clone(), purpose);
         let entry = self
             .cache
             .entry(id)
@@ -403,6 +376,36 @@ impl BlockCache {
             self.metrics.cached_bytes.set(held);
         }
         Ok((entry.into_value(), loaded))
+    }
+
+    /// Loads a missing block: from its owner on the ring for a reader of this process
+    /// (from the bucket when there is no ring, this process owns it, or the owner fails),
+    /// from the bucket for a peer.
+    async fn load(&self, id: BlockId, purpose: Purpose) -> Result<Arc<Block>, BlockError> {
+        if purpose == Purpose::Prefetch {
+            self.metrics.prefetch_issued.inc();
+        }
+        let route = match (&self.peers, purpose) {
+            (Some(peers), Purpose::Demand | Purpose::Prefetch) => peers.ring.route(&id),
+            _ => Route::Bucket,
+        };
+        let from_peer = match route {
+            Route::Peer(owner) => self.load_from_peer(&owner, &id).await?,
+            Route::Bucket => None,
+        };
+        let (data, origin) = match from_peer {
+            Some(data) => (data, "peer"),
+            None => (self.load_from_bucket(&id, purpose).await?, "bucket"),
+        };
+        if purpose == Purpose::Prefetch {
+            let held = &self.unread_prefetch_bytes;
+            held.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        Ok(Arc::new(Block {
+            data,
+            unread_prefetch: AtomicBool::new(purpose == Purpose::Prefetch),
+            origin,
+        }))
     }
 
     /// `id` from its owner `owner`; `Ok(None)` (counted, logged) when the owner failed and
