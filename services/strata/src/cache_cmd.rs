@@ -95,9 +95,7 @@ pub async fn run(args: CacheArgs) -> anyhow::Result<()> {
     };
     let registration =
         CacheNodeRegistration::new(node, args.cache_node_lease.max(args.heartbeat_interval));
-    if let Err(status) = registration.heartbeat(&client).await {
-        tracing::warn!(%status, "first cache node heartbeat failed; retrying in the background");
-    }
+    // serving before registering: agents may call as soon as they see the node
     let server = PeerServer::start(listener, blocks.clone());
     let stop = CancellationToken::new();
     registration.spawn(client, args.heartbeat_interval, stop.clone());
