@@ -117,8 +117,14 @@ pub struct CacheNodeRegistration {
 }
 
 impl CacheNodeRegistration {
-    /// A registration of `node` lasting `lease` past each heartbeat; none made yet.
-    pub fn new(node: CacheNodeInfo, lease: Duration) -> Self {
+    /// A registration of this process as the cache node peers reach at `address` (in
+    /// `zone`), lasting `lease` past each heartbeat; none made yet.
+    pub fn new(address: String, zone: Option<String>, lease: Duration) -> Self {
+        let node = CacheNodeInfo {
+            address,
+            availability_zone: zone.unwrap_or_default(),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+        };
         Self {
             node,
             lease,

@@ -23,7 +23,6 @@ use crate::read_ahead::{ReadAhead, ReadAheadConfig};
 use crate::topics::TopicCache;
 use crate::watermarks::Watermarks;
 use strata_cache::{CacheRing, PeerClients};
-use strata_proto::metadata::v1::CacheNodeInfo;
 
 /// Everything request handlers share.
 #[derive(Debug)]
@@ -89,12 +88,9 @@ impl Agent {
             background.clone(),
         );
         if let Some(address) = &config.cache_advertised_addr {
-            let node = CacheNodeInfo {
-                address: address.clone(),
-                availability_zone: config.availability_zone.clone().unwrap_or_default(),
-                instance_id: uuid::Uuid::new_v4().to_string(),
-            };
-            let registration = CacheNodeRegistration::new(node, config.agent_lease);
+            let zone = config.availability_zone.clone();
+            let registration =
+                CacheNodeRegistration::new(address.clone(), zone, config.agent_lease);
             registration.spawn(
                 metadata.clone(),
                 config.heartbeat_interval,

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use strata_agent::cluster::CacheNodeRegistration;
 use strata_cache::{BlockCache, BlockCacheConfig, PeerService, ReadMetrics};
-use strata_proto::metadata::v1::CacheNodeInfo;
 use strata_telemetry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -88,13 +87,9 @@ pub async fn run(args: CacheArgs) -> anyhow::Result<()> {
     let blocks = BlockCache::new(bucket, config, metrics);
     let (listener, address) =
         bind(args.cache_listen, args.cache_advertised_addr.as_deref()).await?;
-    let node = CacheNodeInfo {
-        address: address.clone(),
-        availability_zone: args.availability_zone.clone().unwrap_or_default(),
-        instance_id: uuid::Uuid::new_v4().to_string(),
-    };
+    let lease = args.cache_node_lease.max(args.heartbeat_interval);
     let registration =
-        CacheNodeRegistration::new(node, args.cache_node_lease.max(args.heartbeat_interval));
+        CacheNodeRegistration::new(address.clone(), args.availability_zone.clone(), lease);
     // serving before registering: agents may call as soon as they see the node
     let server = PeerServer::start(listener, blocks.clone());
     let stop = CancellationToken::new();
