@@ -34,7 +34,7 @@ import pytest
 
 from conftest import free_ports, strata_bin
 from test_cluster import Process
-from test_read_tier import BLOCK_BYTES, Replay, produce_history, sample
+from test_read_tier import BLOCK_BYTES, Replay, assert_all_read, produce_history, run_all, sample
 
 LEASE_S = 2.0
 RECORDS = 2400  # 8 KiB each: about 19 MiB of history per topic
@@ -140,17 +140,13 @@ def replay_on_every_agent(cluster: Cluster, topic: str, counts: dict[int, int],
     barrier = threading.Barrier(consumers + (1 if during else 0))
     replays = [Replay(bootstrap, topic, counts, barrier)
                for bootstrap, _ in cluster.agents for _ in range(CONSUMERS_PER_AGENT)]
-    for r in replays:
-        r.start()
-    if during:
+
+    def once_all_started():
         barrier.wait(timeout=60)
         during()
-    for r in replays:
-        r.join(300)
-        assert not r.is_alive(), "a consumer did not finish"
-    for r in replays:
-        assert not r.problems, r.problems[:5]
-        assert r.read == counts
+
+    run_all(replays, once_all_started if during else None)
+    assert_all_read(replays, counts)
     return replays
 
 

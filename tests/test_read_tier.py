@@ -172,9 +172,12 @@ def discard_data(strata) -> None:
     shutil.rmtree(strata.data_dir, ignore_errors=True)
 
 
-def run_all(replays: list[threading.Thread]) -> None:
+def run_all(replays: list[threading.Thread], during=None) -> None:
+    """Starts every consumer, runs `during` (if any) while they read, waits for them all."""
     for r in replays:
         r.start()
+    if during:
+        during()
     for r in replays:
         r.join(CONSUME_TIMEOUT_S + 60)
         assert not r.is_alive(), "a consumer thread did not finish"
