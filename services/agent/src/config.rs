@@ -33,8 +33,6 @@ pub struct AgentConfig {
     pub max_inflight_uploads: usize,
     /// zstd level for segment chunks.
     pub zstd_level: i32,
-    /// Largest request frame accepted; larger ones close the connection.
-    pub max_request_bytes: usize,
     /// Create unknown topics when a client's Metadata request allows it.
     pub auto_create_topics: bool,
     /// Partitions of auto-created topics and of CreateTopics with num_partitions -1.
@@ -75,6 +73,14 @@ pub struct AgentConfig {
     pub cache_advertised_addr: Option<String>,
     /// How the read tier talks to the cache nodes owning blocks.
     pub cache_peers: strata_cache::PeerConfig,
+    /// What one Kafka client may take: connections, request bytes, time.
+    pub listener: crate::limits::ListenerLimits,
+    /// Most record bytes in one Fetch response, whatever the client asks (Kafka
+    /// `fetch.max.bytes`); the first batch is still served whole (KIP-74).
+    pub fetch_max_bytes: usize,
+    /// Topics one agent may create on clients' Metadata requests: at most this many a
+    /// second on average, in bursts of up to ten seconds' worth.
+    pub auto_create_topics_per_second: u32,
 }
 
 impl Default for AgentConfig {
@@ -92,7 +98,6 @@ impl Default for AgentConfig {
             adaptive_flush: false,
             flush_min_gap: Duration::ZERO,
             zstd_level: 1,
-            max_request_bytes: 100 * 1024 * 1024,
             auto_create_topics: true,
             default_partitions: 1,
             read_cache_bytes: 256 * 1024 * 1024,
@@ -111,6 +116,9 @@ impl Default for AgentConfig {
             compaction_target_bytes: 16 * 1024 * 1024,
             cache_advertised_addr: None,
             cache_peers: strata_cache::PeerConfig::default(),
+            listener: crate::limits::ListenerLimits::default(),
+            fetch_max_bytes: 55 * 1024 * 1024,
+            auto_create_topics_per_second: 10,
         }
     }
 }

@@ -72,6 +72,12 @@ pub struct AgentMetrics {
     pub unreferenced_deleted: Counter,
     /// The compactor's counters.
     pub compaction: crate::compactor::CompactionMetrics,
+    /// The Kafka listener's limits.
+    pub listener: crate::limits::ListenerMetrics,
+    /// Keeps repeated limit log lines down to one per kind and minute.
+    pub listener_log: crate::limits::LogThrottle,
+    /// Index rows fetches could not serve.
+    pub damaged: std::sync::Arc<crate::damaged::DamagedRows>,
 }
 
 impl Default for AgentMetrics {
@@ -97,6 +103,9 @@ impl Default for AgentMetrics {
             orphans_deleted: Counter::default(),
             unreferenced_deleted: Counter::default(),
             compaction: crate::compactor::CompactionMetrics::default(),
+            listener: crate::limits::ListenerMetrics::default(),
+            listener_log: crate::limits::LogThrottle::default(),
+            damaged: std::sync::Arc::default(),
         }
     }
 }
@@ -183,6 +192,8 @@ impl AgentMetrics {
             self.cache_misses.clone(),
         );
         self.read.register(r);
+        self.listener.register(r);
+        self.damaged.register(r);
         r.register(
             "orphans_deleted",
             "Uncommitted segment objects deleted after their grace period",

@@ -26,9 +26,15 @@ use crate::metrics::AgentMetrics;
 /// Why a chunk could not be read.
 #[derive(Debug, Clone, Error)]
 pub enum ReadError {
-    /// The bucket read failed.
+    /// The bucket read failed; a later read may succeed.
     #[error("bucket read failed: {0}")]
     Bucket(String),
+    /// The object the index names is not in the bucket: the row's data is lost.
+    #[error("object {key} is missing from the bucket")]
+    Missing {
+        /// Object key.
+        key: String,
+    },
     /// The bytes read are not a valid chunk.
     #[error("corrupt chunk in {key}: {reason}")]
     Corrupt {
@@ -42,6 +48,11 @@ pub enum ReadError {
 impl From<BlockError> for ReadError {
     fn from(error: BlockError) -> Self {
         match error {
+            BlockError::Bucket {
+                key,
+                not_found: true,
+                ..
+            } => ReadError::Missing { key },
             BlockError::Bucket { .. } => ReadError::Bucket(error.to_string()),
             BlockError::ShortObject { ref key, .. } => ReadError::Corrupt {
                 key: key.clone(),
@@ -51,10 +62,11 @@ impl From<BlockError> for ReadError {
     }
 }
 
-/// Why [`serve_rows`] could not serve a partition.
+/// Why [`serve_rows`] stopped at a row.
 #[derive(Debug, Clone, Error)]
 pub enum ServeError {
-    /// A chunk could not be read (bucket failure, or a chunk that fails its CRC).
+    /// A chunk could not be read (bucket failure, a missing object, or a chunk that fails
+    /// its CRC).
     #[error("cannot read the chunk at {key}: {source}")]
     Unreadable {
         /// Object key.
@@ -65,6 +77,20 @@ pub enum ServeError {
     /// The chunk was read, but the row's batches in it are not valid.
     #[error("invalid batches: {0}")]
     Corrupt(ReadError),
+}
+
+impl ServeError {
+    /// True when reading the row again may succeed (the bucket failed, the data is not
+    /// known to be damaged).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ServeError::Unreadable {
+                source: ReadError::Bucket(_),
+                ..
+            }
+        )
+    }
 }
 
 /// Chunks of one partition's rows read at once while serving a fetch.
@@ -159,6 +185,9 @@ pub struct ServedRows {
     pub next_offset: Option<i64>,
     /// How many of the rows were read (the rest were not reached).
     pub rows_read: usize,
+    /// The row that stopped the response short because it could not be served, and why:
+    /// `records` holds what came before it.
+    pub damaged: Option<(IndexedChunk, ServeError)>,
 }
 
 /// Serves a partition's batches from `from` on out of its index `rows` (in offset order),
@@ -166,16 +195,18 @@ pub struct ServedRows {
 ///
 /// The rows the budget will probably take (by their raw sizes) are read concurrently and
 /// served in order; later rows, when needed, one by one. A batch is never served after a
-/// batch that did not fit, so the response is a gap-free run of offsets.
+/// batch that did not fit, so the response is a gap-free run of offsets. A row that cannot
+/// be served ends the response: the batches before it are served and the row is returned
+/// in [`ServedRows::damaged`], so one damaged row never hides the valid data before it.
 pub async fn serve_rows(
     reader: &ChunkReader,
     rows: &[IndexedChunk],
     from: i64,
     budget: usize,
-) -> Result<ServedRows, ServeError> {
+) -> ServedRows {
     let mut served = ServedRows::default();
     if budget == 0 {
-        return Ok(served);
+        return served;
     }
     let likely = rows_for(rows, budget);
     // reads of rows [served.rows_read, queued), in row order
@@ -191,14 +222,14 @@ pub async fn serve_rows(
             None => reader.read(row).await,
         };
         served.rows_read += 1;
-        let data = data.map_err(|source| ServeError::Unreadable {
-            key: row.object_key.clone(),
-            source,
-        })?;
-        let batches = row_slice(&data, row).map_err(ServeError::Corrupt)?;
         let room = budget.saturating_sub(served.records.len());
-        let added = serve_batches(batches, row.base_offset, from, room, &mut served.records)
-            .map_err(ServeError::Corrupt)?;
+        let added = match serve_row(row, data, from, room, &mut served.records) {
+            Ok(added) => added,
+            Err(error) => {
+                served.damaged = Some((row.clone(), error));
+                break;
+            }
+        };
         served.next_offset = added.next_offset.or(served.next_offset);
         // the budget stopped this chunk short, or is used up: a later chunk must not be
         // served, or the batches left out of this one would be skipped
@@ -206,7 +237,29 @@ pub async fn serve_rows(
             break;
         }
     }
-    Ok(served)
+    served
+}
+
+/// Appends the batches of one row's chunk (as read) from `from` on within `room` bytes;
+/// nothing is appended when the row cannot be served.
+fn serve_row(
+    row: &IndexedChunk,
+    data: Result<Bytes, ReadError>,
+    from: i64,
+    room: usize,
+    out: &mut BytesMut,
+) -> Result<Served, ServeError> {
+    let data = data.map_err(|source| ServeError::Unreadable {
+        key: row.object_key.clone(),
+        source,
+    })?;
+    let batches = row_slice(&data, row).map_err(ServeError::Corrupt)?;
+    let before = out.len();
+    serve_batches(batches, row.base_offset, from, room, out).map_err(|error| {
+        // a row is served whole or not at all
+        out.truncate(before);
+        ServeError::Corrupt(error)
+    })
 }
 
 /// How many leading `rows` hold `budget` raw bytes (all of them if they hold less).

@@ -186,6 +186,48 @@ pub struct AgentArgs {
     /// rows of at least half of it are not compacted.
     #[arg(long, env = "STRATA_COMPACTION_TARGET_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub compaction_target_bytes: u64,
+    /// What one Kafka client may take of the agent.
+    #[command(flatten)]
+    pub client_limits: ClientLimitArgs,
+}
+
+/// Limits of the Kafka listener, named after Kafka's broker settings where Kafka has one.
+#[derive(Debug, Args)]
+pub struct ClientLimitArgs {
+    /// Time a client has to send a request's size and header (its first 512 bytes) once the
+    /// request's first byte arrived; the connection is closed otherwise.
+    #[arg(long, env = "STRATA_REQUEST_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_header_timeout: Duration,
+    /// Time a client has to send a whole request once its first byte arrived.
+    #[arg(long, env = "STRATA_REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_body_timeout: Duration,
+    /// Close connections that send no request for this long, or do not read a response for
+    /// this long (Kafka's connections.max.idle.ms).
+    #[arg(long, env = "STRATA_CONNECTIONS_MAX_IDLE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub connections_max_idle: Duration,
+    /// Most Kafka connections the agent holds open; more are closed at once (Kafka's
+    /// max.connections).
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most Kafka connections from one client address (Kafka's max.connections.per.ip).
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+    /// Bytes of requests being read or waiting for their handler, for the whole agent; when
+    /// it is reached, connections wait before reading more (Kafka's queued.max.request.bytes).
+    #[arg(long, env = "STRATA_QUEUED_MAX_REQUEST_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub queued_max_request_bytes: usize,
+    /// Most record bytes in one Fetch response whatever the client asks; the first batch is
+    /// still served whole (Kafka's fetch.max.bytes).
+    #[arg(long, env = "STRATA_FETCH_MAX_BYTES", default_value_t = 55 * 1024 * 1024)]
+    pub fetch_max_bytes: usize,
+    /// Topics the agent may auto-create per second on clients' Metadata requests, in bursts
+    /// of up to ten seconds' worth (0: none).
+    #[arg(
+        long,
+        env = "STRATA_AUTO_CREATE_TOPICS_PER_SECOND",
+        default_value_t = 10
+    )]
+    pub auto_create_topics_per_second: u32,
 }
 
 /// Where segment objects live, and how to reach the bucket.

@@ -255,7 +255,6 @@ async fn start_agent(
         adaptive_flush: args.adaptive_flush,
         flush_min_gap: args.flush_min_gap,
         max_buffered_bytes: args.max_buffered_bytes.max(args.flush_bytes),
-        max_request_bytes: args.max_request_bytes,
         auto_create_topics: args.auto_create_topics,
         default_partitions: args.default_partitions.max(1),
         read_cache_bytes: args.read_cache_bytes,
@@ -277,6 +276,9 @@ async fn start_agent(
             timeout: role.cache_peer_timeout,
             ..PeerConfig::default()
         },
+        listener: client_limits(args),
+        fetch_max_bytes: args.client_limits.fetch_max_bytes,
+        auto_create_topics_per_second: args.client_limits.auto_create_topics_per_second,
         ..AgentConfig::default()
     };
     tracing::info!(kafka = %bound, bucket = %bucket_url, "agent listening");
@@ -302,6 +304,20 @@ async fn start_agent(
         kafka: listener,
         peers,
     })
+}
+
+/// The Kafka listener's limits an agent's flags set.
+fn client_limits(args: &AgentArgs) -> strata_agent::limits::ListenerLimits {
+    let limits = &args.client_limits;
+    strata_agent::limits::ListenerLimits {
+        max_request_bytes: args.max_request_bytes,
+        header_timeout: limits.request_header_timeout,
+        body_timeout: limits.request_body_timeout,
+        idle_timeout: limits.connections_max_idle,
+        max_connections: limits.max_connections,
+        max_connections_per_ip: limits.max_connections_per_ip,
+        queued_max_request_bytes: limits.queued_max_request_bytes,
+    }
 }
 
 impl StartedAgent {

@@ -70,8 +70,25 @@ fn broker_configs(agent: &Agent) -> Vec<(String, String, i8)> {
             c.auto_create_topics.to_string(),
         ),
         ("num.partitions", c.default_partitions.to_string()),
-        ("socket.request.max.bytes", c.max_request_bytes.to_string()),
+        (
+            "socket.request.max.bytes",
+            c.listener.max_request_bytes.to_string(),
+        ),
         ("broker.id", c.node_id.to_string()),
+        ("fetch.max.bytes", c.fetch_max_bytes.to_string()),
+        (
+            "connections.max.idle.ms",
+            c.listener.idle_timeout.as_millis().to_string(),
+        ),
+        ("max.connections", c.listener.max_connections.to_string()),
+        (
+            "max.connections.per.ip",
+            c.listener.max_connections_per_ip.to_string(),
+        ),
+        (
+            "queued.max.request.bytes",
+            c.listener.queued_max_request_bytes.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(n, v)| (n.to_string(), v, SOURCE_STATIC_BROKER))

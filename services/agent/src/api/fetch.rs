@@ -5,18 +5,19 @@
 //! rows, so the high watermark in a response is never stale. When less than `min_bytes` is
 //! available the request waits for a high-watermark change or `max_wait_ms`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use strata_proto::metadata::v1 as pb;
 use tokio::time::Instant;
 
 use crate::context::Agent;
-use crate::read::{serve_rows, ServeError};
+use crate::read::serve_rows;
 use crate::topics::Topic;
 
 /// Longest wait a client may ask for.
@@ -31,9 +32,13 @@ struct Wanted {
 }
 
 /// Answers a Fetch request, waiting up to `max_wait_ms` for `min_bytes`.
+///
+/// The response holds at most `max_bytes` of records, and never more than the agent's
+/// `fetch.max.bytes`, except that its first batch is always served whole (KIP-74). A
+/// partition named more than once is served once, as Kafka merges such requests.
 pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> FetchResponse {
-    let mut wanted = Vec::with_capacity(request.topics.len());
-    for topic in request.topics {
+    let mut wanted: Vec<Wanted> = Vec::with_capacity(request.topics.len());
+    for topic in merge_duplicates(request.topics, version) {
         let resolved = if version >= TOPIC_ID_VERSION {
             agent.topics.by_id(topic.topic_id).await
         } else {
@@ -47,11 +52,7 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
-    let max_bytes = if request.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        request.max_bytes as usize
-    };
+    let max_bytes = (request.max_bytes.max(0) as usize).min(agent.config.fetch_max_bytes);
     let mut changes = agent.watermarks.subscribe();
     loop {
         changes.borrow_and_update();
@@ -71,6 +72,41 @@ pub async fn handle(agent: &Agent, version: i16, request: FetchRequest) -> Fetch
             return FetchResponse::default().with_responses(topics);
         }
     }
+}
+
+/// The request's topics with every partition named once: a topic named twice becomes one
+/// entry, and a partition named again is dropped (its first mention counts).
+fn merge_duplicates(topics: Vec<FetchTopic>, version: i16) -> Vec<FetchTopic> {
+    let mut merged: Vec<FetchTopic> = Vec::with_capacity(topics.len());
+    let mut seen = HashSet::new();
+    for mut topic in topics {
+        let key = if version >= TOPIC_ID_VERSION {
+            TopicKey::Id(topic.topic_id)
+        } else {
+            TopicKey::Name(topic.topic.clone())
+        };
+        let partitions = std::mem::take(&mut topic.partitions);
+        let fresh: Vec<FetchPartition> = partitions
+            .into_iter()
+            .filter(|p| seen.insert((key.clone(), p.partition)))
+            .collect();
+        let same_topic = merged.iter_mut().find(|t| match &key {
+            TopicKey::Id(id) => t.topic_id == *id,
+            TopicKey::Name(name) => t.topic == *name,
+        });
+        match same_topic {
+            Some(existing) => existing.partitions.extend(fresh),
+            None => merged.push(topic.with_partitions(fresh)),
+        }
+    }
+    merged
+}
+
+/// How a Fetch names a topic: by name before v13, by id from v13 on.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum TopicKey {
+    Name(TopicName),
+    Id(uuid::Uuid),
 }
 
 /// One pass over all partitions; returns the topics, the record bytes served and whether
@@ -123,6 +159,7 @@ async fn fetch_once(
         }
     };
     let mut remaining = max_bytes;
+    let mut first = true;
     let mut served = 0;
     let mut failed = false;
     let mut topics = Vec::with_capacity(wanted.len());
@@ -139,7 +176,7 @@ async fn fetch_once(
             };
             let data = match plan {
                 Ok((topic_id, plan)) => {
-                    serve_partition(agent, topic_id, p, plan, &mut remaining).await
+                    serve_partition(agent, topic_id, p, plan, &mut remaining, &mut first).await
                 }
                 Err(error) => Err(error),
             };
@@ -170,12 +207,27 @@ fn empty(partition: i32) -> PartitionData {
         .with_records(Some(Default::default()))
 }
 
+/// The bytes one partition may add to a response that has `remaining` bytes of room: at most
+/// its own `partition_max_bytes`; when no batch is in the response yet, at least one byte,
+/// so the first batch is served whole whatever the limits (KIP-74).
+fn partition_budget(partition_max_bytes: i32, remaining: usize, first: bool) -> usize {
+    let budget = (partition_max_bytes.max(0) as usize).min(remaining);
+    if first {
+        budget.max(1)
+    } else {
+        budget
+    }
+}
+
+/// Serves one partition out of its index rows within the response's `remaining` bytes;
+/// `first` stays true until some partition served a batch.
 async fn serve_partition(
     agent: &Agent,
     topic_id: uuid::Uuid,
     request: &FetchPartition,
     plan: pb::PartitionChunks,
     remaining: &mut usize,
+    first: &mut bool,
 ) -> Result<PartitionData, ResponseError> {
     if plan.error != pb::PartitionError::None as i32 {
         return Err(ResponseError::UnknownTopicOrPartition);
@@ -189,21 +241,24 @@ async fn serve_partition(
             .with_error_code(ResponseError::OffsetOutOfRange.code());
         return Ok(out_of_range);
     }
-    // the response budget is spent: report the bounds only
-    let budget = if *remaining == 0 {
-        0
-    } else {
-        (request.partition_max_bytes.max(0) as usize).min(*remaining)
-    };
-    let served = serve_rows(&agent.reader, &plan.chunks, offset, budget)
-        .await
-        .map_err(|error| match error {
-            ServeError::Unreadable { .. } => {
-                tracing::warn!(%error, "chunk read failed");
+    let budget = partition_budget(request.partition_max_bytes, *remaining, *first);
+    let served = serve_rows(&agent.reader, &plan.chunks, offset, budget).await;
+    if let Some((row, error)) = &served.damaged {
+        agent
+            .metrics
+            .damaged
+            .record(topic_id, request.partition, row, error);
+        if served.records.is_empty() {
+            return Err(if error.is_transient() {
                 ResponseError::KafkaStorageError
-            }
-            ServeError::Corrupt(_) => ResponseError::CorruptMessage,
-        })?;
+            } else {
+                ResponseError::CorruptMessage
+            });
+        }
+    }
+    if !served.records.is_empty() {
+        *first = false;
+    }
     *remaining = remaining.saturating_sub(served.records.len());
     if let Some(next) = served.next_offset {
         let unserved = &plan.chunks[served.rows_read..];
