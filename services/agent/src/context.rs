@@ -108,7 +108,12 @@ impl Agent {
         let blocks = block_cache(&config, bucket.clone(), &metrics, ring);
         let (reader, read_ahead) = read_tier(&config, blocks.clone(), &metrics);
         Arc::new(Self {
-            topics: TopicCache::new(metadata.clone(), config.default_partitions),
+            topics: TopicCache::new(
+                metadata.clone(),
+                config.default_partitions,
+                config.auto_create_topics_per_second,
+                metrics.listener.auto_create_throttled.clone(),
+            ),
             reader,
             read_ahead,
             blocks,

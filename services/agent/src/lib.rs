@@ -11,6 +11,7 @@
 //! committed that object's offsets.
 
 pub mod api;
+pub mod check;
 pub use strata_cache::block_cache;
 pub mod cluster;
 pub mod compactor;

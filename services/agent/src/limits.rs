@@ -78,6 +78,8 @@ pub struct ListenerMetrics {
     pub queued_request_bytes: Gauge,
     /// Times a connection waited because the request pool was empty.
     pub request_memory_waits: Counter,
+    /// Topics clients' Metadata requests would have auto-created over the allowed rate.
+    pub auto_create_throttled: Counter,
 }
 
 impl ListenerMetrics {
@@ -97,6 +99,11 @@ impl ListenerMetrics {
             "queued_request_bytes",
             "Bytes of Kafka requests being read or waiting for their handler",
             self.queued_request_bytes.clone(),
+        );
+        registry.register(
+            "auto_create_throttled",
+            "Topics not auto-created because auto-creation was over its rate",
+            self.auto_create_throttled.clone(),
         );
         registry.register(
             "request_memory_waits",
@@ -140,6 +147,40 @@ impl LogThrottle {
                 drop(last);
                 log();
             }
+        }
+    }
+}
+
+/// A token bucket: `rate` events a second on average, in bursts of up to `burst`.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    state: Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl RateLimit {
+    /// A bucket that starts full; a `rate` of 0 allows nothing.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            state: Mutex::new((f64::from(burst), tokio::time::Instant::now())),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, at) = *state;
+        let refilled = (tokens + now.duration_since(at).as_secs_f64() * self.rate).min(self.burst);
+        if refilled >= 1.0 {
+            *state = (refilled - 1.0, now);
+            true
+        } else {
+            *state = (refilled, now);
+            false
         }
     }
 }
@@ -352,6 +393,15 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         throttle.note("a", || lines += 1);
         assert_eq!(lines, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_allows_bursts_then_the_rate() {
+        let limit = RateLimit::new(2, 5);
+        assert_eq!((0..10).filter(|_| limit.try_take()).count(), 5);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!((0..10).filter(|_| limit.try_take()).count(), 2);
+        assert!(!RateLimit::new(0, 0).try_take());
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 
 use crate::metadata_client::MetadataClient;
 use std::sync::Arc;
+
+use crate::limits::RateLimit;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -88,11 +90,19 @@ pub struct TopicCache {
     by_name: Cache<String, Arc<Topic>>,
     by_id: Cache<uuid::Uuid, Arc<Topic>>,
     default_partitions: i32,
+    auto_create: Arc<RateLimit>,
+    auto_create_throttled: prometheus_client::metrics::counter::Counter,
 }
 
 impl TopicCache {
-    /// A cache in front of `client`.
-    pub fn new(client: MetadataClient, default_partitions: i32) -> Self {
+    /// A cache in front of `client` that auto-creates at most `auto_create_per_second`
+    /// topics a second, in bursts of ten seconds' worth, counting refusals in `throttled`.
+    pub fn new(
+        client: MetadataClient,
+        default_partitions: i32,
+        auto_create_per_second: u32,
+        throttled: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         Self {
             client,
             by_name: Cache::builder()
@@ -104,6 +114,11 @@ impl TopicCache {
                 .time_to_live(TOPIC_TTL)
                 .build(),
             default_partitions,
+            auto_create: Arc::new(RateLimit::new(
+                auto_create_per_second,
+                auto_create_per_second.saturating_mul(10),
+            )),
+            auto_create_throttled: throttled,
         }
     }
 
@@ -129,11 +144,18 @@ impl TopicCache {
             })
     }
 
-    /// The topic named `name`, created with the default partition count if missing.
+    /// The topic named `name`, created with the default partition count if missing and the
+    /// auto-creation rate allows (otherwise `UnknownTopicOrPartition`, as if creation were
+    /// off: clients ask again later).
     pub async fn get_or_create(&self, name: &str) -> Result<Arc<Topic>, ResponseError> {
         match self.by_name(name).await {
             Err(ResponseError::UnknownTopicOrPartition) => {}
             other => return other,
+        }
+        if !self.auto_create.try_take() {
+            self.auto_create_throttled.inc();
+            tracing::debug!(topic = %name, "topic auto-creation over its rate; not created");
+            return Err(ResponseError::UnknownTopicOrPartition);
         }
         let created = self
             .create(name, self.default_partitions, Default::default(), false)

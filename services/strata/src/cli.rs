@@ -36,6 +36,8 @@ pub enum Command {
     Group(crate::group_cmd::GroupArgs),
     /// Generate Kafka-protocol load: produce, consume, e2e, or run a null broker.
     Bench(strata_bench::BenchArgs),
+    /// Read every index row back from the bucket and list the damaged ones.
+    Check(crate::check_cmd::CheckArgs),
 }
 
 /// Settings of `strata dev`.
@@ -378,5 +380,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(args) => crate::topic_cmd::run(args).await,
         Command::Group(args) => crate::group_cmd::run(args).await,
         Command::Bench(args) => Ok(strata_bench::run(args).await?),
+        Command::Check(args) => crate::check_cmd::run(args).await,
     }
 }

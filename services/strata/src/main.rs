@@ -1,6 +1,7 @@
 //! The `strata` binary: thin wiring around the services.
 
 mod cache_cmd;
+mod check_cmd;
 mod cli;
 mod config_file;
 mod group_cmd;
