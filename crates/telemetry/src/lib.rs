@@ -10,7 +10,7 @@
 mod http;
 mod metered_store;
 
-pub use http::{serve_http, Readiness};
+pub use http::{serve_http, serve_http_within, HttpLimits, Readiness};
 pub use metered_store::{MeteredStore, ObjectStoreMetrics};
 pub use prometheus_client;
 pub use prometheus_client::registry::Registry;

@@ -390,7 +390,7 @@ pub(crate) async fn start_http(
     ready: Readiness,
 ) -> anyhow::Result<HttpEndpoint> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (bound, task) = serve_http(addr, Arc::new(registry), ready, async move {
+    let (bound, task) = serve_http(addr, registry, ready, async move {
         let _ = stopped.await;
     })
     .await
